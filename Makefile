@@ -1,0 +1,38 @@
+# The README's commands live here. `make run` needs only Python 3.11+; `make test` uses
+# PostgreSQL and Redis when DATABASE_URL / REDIS_URL point at them (CI sets both).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DEBUG ?= true
+
+.PHONY: setup run test lint format check ci
+
+$(BIN)/activate: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(BIN)/activate
+
+setup: $(BIN)/activate
+
+# The product on embedded defaults: SQLite, the file broker, simulated devices.
+run: setup
+	$(BIN)/python manage.py rundemo
+
+test: setup
+	DEBUG=false $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check: setup
+	$(BIN)/python manage.py check
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+ci:
+	bash .ci/run

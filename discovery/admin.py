@@ -1,0 +1,58 @@
+from django.contrib import admin
+
+from discovery.models import (
+    BACnetDailyStat,
+    BACnetDevice,
+    BACnetHourlyStat,
+    BACnetPoint,
+    BACnetReading,
+    BACnetTask,
+    BACnetWorker,
+)
+
+
+@admin.register(BACnetDevice)
+class BACnetDeviceAdmin(admin.ModelAdmin):
+    list_display = ["device_instance", "name", "address", "vendor_name", "is_online", "last_seen"]
+    list_filter = ["is_online", "vendor_name", "segmentation"]
+    search_fields = ["name", "address", "vendor_name", "model_name", "=device_instance"]
+    readonly_fields = ["first_seen", "last_seen"]
+
+
+@admin.register(BACnetPoint)
+class BACnetPointAdmin(admin.ModelAdmin):
+    list_display = ["device", "object_type", "object_instance", "name", "last_value", "units"]
+    list_filter = ["object_type", "polling_enabled"]
+    list_select_related = ["device"]
+    search_fields = ["name", "description", "device__name"]
+    raw_id_fields = ["device"]
+
+
+@admin.register(BACnetReading)
+class BACnetReadingAdmin(admin.ModelAdmin):
+    list_display = ["point", "timestamp", "value", "value_text", "status_flags"]
+    list_select_related = ["point"]
+    raw_id_fields = ["point"]
+    date_hierarchy = "timestamp"
+    # Counting a table of millions of rows on every page load is what makes admins slow.
+    show_full_result_count = False
+
+
+@admin.register(BACnetHourlyStat, BACnetDailyStat)
+class StatAdmin(admin.ModelAdmin):
+    list_display = ["point", "bucket_start", "minimum", "maximum", "average", "count"]
+    list_select_related = ["point"]
+    raw_id_fields = ["point"]
+    show_full_result_count = False
+
+
+@admin.register(BACnetTask)
+class BACnetTaskAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "status", "trigger", "backend", "created_at", "worker_name"]
+    list_filter = ["kind", "status", "trigger", "backend"]
+    readonly_fields = ["created_at", "started_at", "heartbeat_at", "completed_at"]
+
+
+@admin.register(BACnetWorker)
+class BACnetWorkerAdmin(admin.ModelAdmin):
+    list_display = ["name", "backend", "hostname", "interface", "last_heartbeat"]

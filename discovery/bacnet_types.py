@@ -1,0 +1,128 @@
+"""Plain data exchanged between the BACnet client and the rest of the product.
+
+No BAC0 or bacpypes3 here: services, tasks and tests use these without a BACnet stack.
+Everything is picklable and JSON-friendly, so results can cross process boundaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class BACnetError(Exception):
+    """A BACnet request failed: error, reject, abort, or no answer within its deadline.
+
+    bacpypes3 raises its errors as BaseException subclasses, which would kill a Celery
+    worker; the client converts them to this (picklable) type at the boundary."""
+
+    def __init__(self, message: str, *, device: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.device = device
+        self.reason = reason or message
+
+    def __reduce__(self):  # keep keyword arguments across pickling
+        return (_rebuild_error, (type(self), str(self), self.device, self.reason))
+
+
+def _rebuild_error(cls, message, device, reason):
+    return cls(message, device=device, reason=reason)
+
+
+class BACnetTimeout(BACnetError):
+    """No (complete) answer within the request's or the device's deadline."""
+
+
+class BACnetConfigError(BACnetError):
+    """The BACnet stack cannot start: bad interface, port in use, bad BBMD address."""
+
+
+@dataclass(frozen=True)
+class DiscoveredDevice:
+    """One I-Am answer."""
+
+    instance: int
+    address: str
+    network_number: int | None = None
+    vendor_id: int | None = None
+    max_apdu: int | None = None
+    segmentation: str | None = None
+
+
+@dataclass
+class DiscoveryResult:
+    devices: list[DiscoveredDevice]
+    # Device instances that answered from more than one address: reported, not merged.
+    duplicates: dict[int, list[str]] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class DeviceProperties:
+    """The device object's descriptive properties (empty string / None when unreadable)."""
+
+    name: str = ""
+    vendor_id: int | None = None
+    vendor_name: str = ""
+    model_name: str = ""
+    firmware_revision: str = ""
+    application_software_version: str = ""
+    description: str = ""
+    location: str = ""
+    protocol_revision: int | None = None
+    max_apdu: int | None = None
+    segmentation: str = ""
+    supports_rpm: bool = True
+
+
+@dataclass
+class PointInfo:
+    """An object of a device, as enumeration finds it."""
+
+    object_type: str
+    instance: int
+    name: str = ""
+    description: str = ""
+    units: str = ""
+    state_texts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PointRef:
+    object_type: str
+    instance: int
+
+
+@dataclass
+class DeviceTarget:
+    """What to read from one device in a collection cycle."""
+
+    instance: int
+    address: str
+    points: list[PointRef]
+    max_apdu: int | None = None
+    segmentation: str | None = None
+    supports_rpm: bool = True
+
+
+@dataclass
+class PointValue:
+    """Present value and status flags of one point, or why they could not be read.
+
+    ``value`` is set for numbers (analog, binary as 0/1, multi-state index); ``text``
+    for anything else (and the state text of a multi-state point when known)."""
+
+    object_type: str
+    instance: int
+    value: float | None = None
+    text: str = ""
+    status_flags: int | None = None
+    error: str = ""
+
+
+@dataclass
+class DeviceReadResult:
+    instance: int
+    values: list[PointValue] = field(default_factory=list)
+    error: str = ""  # set when the whole device failed (silent, timed out)
+    supports_rpm: bool = True  # False when the device rejected ReadPropertyMultiple
+    elapsed_s: float = 0.0

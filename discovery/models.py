@@ -1,0 +1,294 @@
+"""The domain: devices and points found on the BACnet network, their readings, rolled-up
+statistics, the jobs that produced them and the workers that ran the jobs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+# BACnet device instances are 22 bits; 4194303 is the "unconfigured" wildcard.
+MAX_DEVICE_INSTANCE = 4194302
+
+
+class Segmentation(models.TextChoices):
+    BOTH = "segmented-both", "Segmented both"
+    TRANSMIT = "segmented-transmit", "Segmented transmit"
+    RECEIVE = "segmented-receive", "Segmented receive"
+    NONE = "no-segmentation", "No segmentation"
+
+
+class BACnetDevice(models.Model):
+    """A BACnet device, identified by its instance number (unique across an internetwork).
+
+    ``address`` is the BACnet address as bacpypes3 prints it: ``192.168.1.20`` or
+    ``192.168.1.20:47809`` on the local network, ``20:0x0a`` behind a router, where 20 is
+    also kept in ``network_number``. Rediscovery updates address and name in place.
+    """
+
+    device_instance = models.PositiveIntegerField(unique=True)
+    address = models.CharField(max_length=64)
+    network_number = models.PositiveIntegerField(null=True, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    vendor_id = models.PositiveIntegerField(null=True, blank=True)
+    vendor_name = models.CharField(max_length=255, blank=True)
+    model_name = models.CharField(max_length=255, blank=True)
+    firmware_revision = models.CharField(max_length=255, blank=True)
+    application_software_version = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    location = models.CharField(max_length=255, blank=True)
+    protocol_revision = models.PositiveSmallIntegerField(null=True, blank=True)
+    max_apdu_length = models.PositiveIntegerField(null=True, blank=True)
+    segmentation = models.CharField(max_length=32, choices=Segmentation.choices, blank=True)
+    supports_rpm = models.BooleanField(
+        default=True, help_text="Cleared when the device rejects ReadPropertyMultiple."
+    )
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+    is_online = models.BooleanField(default=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["device_instance"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(device_instance__lte=MAX_DEVICE_INSTANCE),
+                name="%(app_label)s_%(class)s_instance_in_range",
+                violation_error_message="A device instance is at most 4194302.",
+            ),
+        ]
+        indexes = [
+            # The device list filters by online state and sorts by name.
+            models.Index(fields=["is_online", "name"], name="discovery_device_online_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or 'device'} ({self.device_instance})"
+
+    def mark_offline(self, reason: str) -> None:
+        self.is_online = False
+        self.last_error = reason
+        self.save(update_fields=["is_online", "last_error"])
+
+
+class BACnetPoint(models.Model):
+    """One object of a device (analog-input 3, binary-value 7, ...) and its latest value."""
+
+    device = models.ForeignKey(BACnetDevice, on_delete=models.CASCADE, related_name="points")
+    object_type = models.CharField(max_length=64)
+    object_instance = models.PositiveIntegerField()
+    name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    units = models.CharField(max_length=64, blank=True)
+    state_texts = models.JSONField(default=list, blank=True)
+    last_value = models.FloatField(null=True, blank=True)
+    last_value_text = models.CharField(max_length=255, blank=True)
+    last_status_flags = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_read_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    polling_enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["device_id", "object_type", "object_instance"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "object_type", "object_instance"],
+                name="%(app_label)s_%(class)s_unique_device_object",
+                violation_error_message="This device already has a point with that object.",
+            ),
+        ]
+        indexes = [
+            # Point search by name across devices.
+            models.Index(fields=["name"], name="discovery_point_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.object_type}:{self.object_instance} {self.name}".strip()
+
+    @property
+    def object_identifier(self) -> str:
+        return f"{self.object_type},{self.object_instance}"
+
+
+class StatusFlags(models.IntegerChoices):
+    """BACnet StatusFlags as a bit mask, the order of the bits in the bit string."""
+
+    IN_ALARM = 1, "in-alarm"
+    FAULT = 2, "fault"
+    OVERRIDDEN = 4, "overridden"
+    OUT_OF_SERVICE = 8, "out-of-service"
+
+    @classmethod
+    def names(cls, mask: int | None) -> list[str]:
+        if not mask:
+            return []
+        return [str(flag.label) for flag in cls if mask & flag.value]
+
+
+class BACnetReading(models.Model):
+    """A value read from a point at a time. Unique per (point, timestamp): a re-run of
+    the same collection cycle stores nothing twice."""
+
+    point = models.ForeignKey(BACnetPoint, on_delete=models.CASCADE, related_name="readings")
+    timestamp = models.DateTimeField()
+    value = models.FloatField(null=True, blank=True)
+    value_text = models.CharField(max_length=255, blank=True)
+    status_flags = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # Also the (point, time) index that serves a point's trend and the rollups.
+            models.UniqueConstraint(
+                fields=["point", "timestamp"],
+                name="%(app_label)s_%(class)s_unique_point_time",
+                violation_error_message="This point already has a reading at that time.",
+            ),
+        ]
+        indexes = [
+            # Time-range scans across all points (CSV export of a time range, rollups).
+            models.Index(fields=["timestamp"], name="discovery_reading_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.point_id}@{self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class StatBase(models.Model):
+    """Min, max, average and count of a point's numeric readings over one bucket."""
+
+    point = models.ForeignKey(BACnetPoint, on_delete=models.CASCADE, related_name="+")
+    bucket_start = models.DateTimeField()
+    minimum = models.FloatField()
+    maximum = models.FloatField()
+    average = models.FloatField()
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+        ordering = ["point_id", "bucket_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["point", "bucket_start"],
+                name="%(app_label)s_%(class)s_unique_point_bucket",
+                violation_error_message="This point already has statistics for that bucket.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.point_id}@{self.bucket_start:%Y-%m-%d %H:%M}"
+
+
+class BACnetHourlyStat(StatBase):
+    """Hourly statistics, upserted by ``calculate_hourly_stats``."""
+
+
+class BACnetDailyStat(StatBase):
+    """Daily statistics, upserted by ``calculate_daily_stats``."""
+
+
+class BACnetTask(models.Model):
+    """The record of every requested BACnet job, whichever backend carries it.
+
+    States: ``pending`` (created; handed to the backend after commit) -> ``running``
+    (claimed by a worker: ``worker_name``, ``started_at``, ``heartbeat_at``) ->
+    ``completed`` (``result``) or ``failed`` (``error_message``). A running job whose
+    heartbeat goes stale (its worker died) goes back to ``pending`` until
+    ``attempts`` reaches the limit, then to ``failed`` with that reason.
+    """
+
+    class Kind(models.TextChoices):
+        DISCOVER = "discover", "Device discovery"
+        COLLECT = "collect", "Collect readings"
+        ENUMERATE = "enumerate", "Enumerate device points"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Manual"
+        SCHEDULED = "scheduled", "Scheduled"
+        API = "api", "API"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    backend = models.CharField(max_length=16, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    progress = models.CharField(max_length=255, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    worker_name = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Recent jobs of a kind and status (dashboard, jobs page).
+            models.Index(fields=["kind", "status", "created_at"], name="discovery_task_kind"),
+            # The database backend claims the oldest pending job.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status="pending"),
+                name="discovery_task_pending",
+            ),
+            # The sweeper looks for running jobs with a stale heartbeat.
+            models.Index(
+                fields=["heartbeat_at"],
+                condition=Q(status="running"),
+                name="discovery_task_running",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.COMPLETED, self.Status.FAILED)
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at and self.completed_at:
+            return self.completed_at - self.started_at
+        return None
+
+
+class BACnetWorker(models.Model):
+    """A BACnet worker process, known by the heartbeat it writes while it lives.
+
+    The UI uses it to show whether a worker serves the configured backend, so a
+    mismatch is visible at once instead of jobs waiting forever."""
+
+    name = models.CharField(max_length=255, unique=True)
+    backend = models.CharField(max_length=16)
+    hostname = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    interface = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now)
+    current_task = models.ForeignKey(
+        BACnetTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-last_heartbeat"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def is_alive(self, within_s: int) -> bool:
+        return timezone.now() - self.last_heartbeat < timedelta(seconds=within_s)

@@ -1,0 +1,38 @@
+import pytest
+
+from bacnet_project.celery import app
+
+BACNET_TASKS = [
+    "discovery.tasks.discover_devices",
+    "discovery.tasks.read_device_points",
+    "discovery.tasks.discover_device_points",
+    "discovery.tasks.read_point_value",
+]
+DEFAULT_TASKS = ["discovery.tasks.calculate_hourly_stats", "discovery.tasks.calculate_daily_stats"]
+
+
+def routed_queue(task_name: str) -> str:
+    route = app.amqp.router.route({}, task_name)
+    return route["queue"].name
+
+
+@pytest.mark.parametrize("task_name", BACNET_TASKS)
+def test_bacnet_work_goes_to_the_bacnet_queue(task_name):
+    assert routed_queue(task_name) == "bacnet"
+
+
+@pytest.mark.parametrize("task_name", DEFAULT_TASKS)
+def test_rollups_go_to_the_default_queue(task_name):
+    assert routed_queue(task_name) == "default"
+
+
+def test_any_other_task_goes_to_the_default_queue():
+    assert routed_queue("discovery.tasks.something_new") == "default"
+
+
+def test_bacnet_work_is_delivered_at_least_once():
+    conf = app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_time_limit > conf.task_soft_time_limit > 0
