@@ -230,6 +230,9 @@ class BACnetTask(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     worker_name = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Set for scheduled cycles ("collect:2026-11-23T10:41:00+00:00"): a re-delivered or
+    # twice-scheduled cycle finds its existing row instead of creating a second one.
+    dedupe_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
     created_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

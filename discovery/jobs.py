@@ -1,0 +1,249 @@
+"""Requesting BACnet jobs and reporting on them.
+
+The one entry point for the Start Discovery page, the REST API, the management commands
+and the schedules: each calls ``request_job``, which writes the ``BACnetTask`` row and
+hands it to the backend once the transaction commits (a worker must never look for a
+row that is not committed yet).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from discovery.models import MAX_DEVICE_INSTANCE, BACnetDevice, BACnetTask, BACnetWorker
+
+log = logging.getLogger(__name__)
+
+MAX_TARGETS = 256
+WHO_IS_WILDCARD = 4194303
+
+
+class JobError(ValueError):
+    """The job cannot be requested as asked; the message is meant for the user."""
+
+
+def _instance(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise JobError(f"{name} must be an integer between 0 and {WHO_IS_WILDCARD}.")
+    try:
+        number = int(value)
+    except ValueError:
+        raise JobError(f"{name} must be an integer between 0 and {WHO_IS_WILDCARD}.") from None
+    if not 0 <= number <= WHO_IS_WILDCARD:
+        raise JobError(f"{name} must be an integer between 0 and {WHO_IS_WILDCARD}.")
+    return number
+
+
+def validate_address(text: str) -> str:
+    """Check a BACnet/IP address as users type it: ``192.168.1.20``, ``192.168.1.20:47809``
+    or ``NET:ADDR`` behind a router (``20:192.168.2.5``, ``20:0x0a``)."""
+    text = str(text).strip()
+    parts = text.split(":")
+    if len(parts) >= 2 and parts[0].isdigit():  # a network number first: NET:ADDR
+        if not 1 <= int(parts[0]) <= 65534:
+            raise JobError(f"{text[:64]!r}: a BACnet network number is 1-65534.")
+        rest = ":".join(parts[1:])
+        if "." in rest:
+            validate_address(rest)
+        elif not rest or len(rest) > 20:
+            raise JobError(f"{text[:64]!r} is not a valid NET:ADDR address.")
+        return text
+    if len(parts) > 2:
+        raise JobError(f"{text[:64]!r} is not a BACnet/IP address (e.g. 192.168.1.20:47808).")
+    try:
+        ipaddress.IPv4Address(parts[0])
+    except ValueError:
+        raise JobError(
+            f"{text[:64]!r} is not a BACnet/IP address (expected e.g. 192.168.1.20 "
+            "or 192.168.1.20:47808)."
+        ) from None
+    if len(parts) == 2 and not (parts[1].isdigit() and 1 <= int(parts[1]) <= 65535):
+        raise JobError(f"{text[:64]!r} has an invalid UDP port.")
+    return text
+
+
+def validate_parameters(kind: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
+    """Return the cleaned parameters of a job of ``kind``, or raise ``JobError``."""
+    if kind not in BACnetTask.Kind.values:
+        raise JobError(
+            f"Unknown job kind {kind!r}: use one of {', '.join(BACnetTask.Kind.values)}."
+        )
+    parameters = dict(parameters or {})
+    if not isinstance(parameters, dict):
+        raise JobError("Job parameters must be an object.")
+    allowed = {
+        "discover": {"low", "high", "targets"},
+        "collect": {"device_instances"},
+        "enumerate": {"device_instance"},
+    }[kind]
+    unknown = set(parameters) - allowed
+    if unknown:
+        raise JobError(
+            f"Unknown parameter(s) for {kind}: {', '.join(sorted(map(str, unknown)))}; "
+            f"allowed: {', '.join(sorted(allowed))}."
+        )
+    cleaned: dict[str, Any] = {}
+    if kind == "discover":
+        low, high = parameters.get("low"), parameters.get("high")
+        if low in ("", None) and high in ("", None):
+            pass
+        else:
+            low = 0 if low in ("", None) else _instance(low, "low")
+            high = WHO_IS_WILDCARD if high in ("", None) else _instance(high, "high")
+            if low > high:
+                raise JobError("low must not be greater than high.")
+            cleaned.update(low=low, high=high)
+        targets = parameters.get("targets") or []
+        if isinstance(targets, str):
+            targets = [t for t in targets.replace(",", " ").split() if t]
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            raise JobError("targets must be a list of addresses.")
+        if len(targets) > MAX_TARGETS:
+            raise JobError(f"At most {MAX_TARGETS} target addresses per discovery.")
+        if targets:
+            cleaned["targets"] = [validate_address(t) for t in targets]
+    elif kind == "collect":
+        instances = parameters.get("device_instances")
+        if instances not in (None, []):
+            if not isinstance(instances, list):
+                raise JobError("device_instances must be a list of device instances.")
+            cleaned["device_instances"] = [_instance(i, "device instance") for i in instances]
+    else:
+        if "device_instance" not in parameters:
+            raise JobError("enumerate needs device_instance.")
+        number = _instance(parameters["device_instance"], "device_instance")
+        if (
+            number > MAX_DEVICE_INSTANCE
+            or not BACnetDevice.objects.filter(device_instance=number).exists()
+        ):
+            raise JobError(f"No known device has instance {number}.")
+        cleaned["device_instance"] = number
+    return cleaned
+
+
+def cycle_start(now: datetime, period_s: int) -> datetime:
+    """The start of the collection cycle that ``now`` falls in (UTC, whole periods)."""
+    epoch = int(now.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % max(period_s, 1), tz=UTC)
+
+
+def request_job(
+    kind: str,
+    parameters: dict[str, Any] | None = None,
+    *,
+    trigger: str = BACnetTask.Trigger.MANUAL,
+    user: Any = None,
+    dedupe_key: str | None = None,
+    backend: str | None = None,
+) -> BACnetTask:
+    """Create a pending job and hand it to the backend after commit.
+
+    With ``dedupe_key`` (scheduled cycles), an existing job with that key is returned
+    instead of a second one."""
+    from discovery.backends import get_backend
+
+    cleaned = validate_parameters(kind, parameters)
+    if kind == BACnetTask.Kind.COLLECT:
+        # The cycle's timestamp is fixed now, so a retried cycle writes the same
+        # (point, timestamp) keys and stores nothing twice.
+        cleaned["cycle_at"] = timezone.now().replace(microsecond=0).isoformat()
+    chosen = get_backend(backend)
+    try:
+        with transaction.atomic():
+            task = BACnetTask.objects.create(
+                kind=kind,
+                parameters=cleaned,
+                trigger=trigger,
+                backend=chosen.name,
+                dedupe_key=dedupe_key,
+                created_by=user if getattr(user, "is_authenticated", False) else None,
+            )
+    except IntegrityError:
+        if dedupe_key is None:
+            raise
+        return BACnetTask.objects.get(dedupe_key=dedupe_key)
+    from discovery.events import publish_task_change
+
+    publish_task_change(task.pk)
+    transaction.on_commit(lambda: chosen.dispatch(task.pk))
+    log.info("Job %s requested (%s, backend %s)", task.pk, kind, chosen.name)
+    return task
+
+
+def task_status(task: BACnetTask) -> dict[str, Any]:
+    """The JSON shape of seed 001's task-status API."""
+
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": task.pk,
+        "kind": task.kind,
+        "status": task.status,
+        "trigger": task.trigger,
+        "backend": task.backend,
+        "parameters": task.parameters,
+        "progress": task.progress,
+        "result": task.result,
+        "error_message": task.error_message,
+        "created_at": iso(task.created_at),
+        "dispatched_at": iso(task.dispatched_at),
+        "started_at": iso(task.started_at),
+        "completed_at": iso(task.completed_at),
+        "worker_name": task.worker_name,
+        "attempts": task.attempts,
+    }
+
+
+@dataclass
+class BackendStatus:
+    """Which backend carries BACnet jobs and whether a live worker serves it."""
+
+    backend: str
+    reason: str
+    workers: list[BACnetWorker] = field(default_factory=list)
+    worker_alive: bool = False
+    message: str = ""
+
+
+def live_workers(backend: str | None = None) -> list[BACnetWorker]:
+    """Workers whose heartbeat is recent (three heartbeat periods)."""
+    window = timedelta(seconds=3 * settings.BACNET_WORKER_HEARTBEAT_S)
+    workers = BACnetWorker.objects.filter(last_heartbeat__gte=timezone.now() - window)
+    if backend:
+        workers = workers.filter(backend=backend)
+    return list(workers)
+
+
+def backend_status() -> BackendStatus:
+    backend = settings.BACNET_BACKEND
+    workers = live_workers()
+    serving = [w for w in workers if w.backend == backend]
+    message = ""
+    if not serving:
+        others = sorted({w.backend for w in workers})
+        message = f"No BACnet worker serving the {backend} backend has reported in: jobs will wait."
+        if others:
+            message += (
+                f" A worker is running with the {', '.join(others)} backend instead: set "
+                "BACNET_BACKEND to the same value for the web and the worker."
+            )
+        else:
+            message += (
+                " Start one with `python manage.py bacnet_worker` or bacnet_worker_windows.py."
+            )
+    return BackendStatus(
+        backend=backend,
+        reason=settings.BACNET_BACKEND_REASON,
+        workers=workers,
+        worker_alive=bool(serving),
+        message=message,
+    )
