@@ -234,6 +234,8 @@ BACNET_DISCOVERY_MAX_S = env.float("BACNET_DISCOVERY_MAX_S", default=5.0)
 BACNET_READ_CONCURRENCY = env.int("BACNET_READ_CONCURRENCY", default=16)
 BACNET_OFFLINE_AFTER_S = env.int("BACNET_OFFLINE_AFTER_S", default=600)
 BACNET_COLLECT_INTERVAL_S = env.int("BACNET_COLLECT_INTERVAL_S", default=60)
+# How often the database-backend worker recomputes recent hourly and daily statistics.
+BACNET_ROLLUP_INTERVAL_S = env.int("BACNET_ROLLUP_INTERVAL_S", default=300)
 BACNET_WORKER_HEARTBEAT_S = env.int("BACNET_WORKER_HEARTBEAT_S", default=10)
 BACNET_JOB_STALE_AFTER_S = env.int("BACNET_JOB_STALE_AFTER_S", default=120)
 BACNET_JOB_MAX_ATTEMPTS = env.int("BACNET_JOB_MAX_ATTEMPTS", default=3)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class DiscoveryConfig(AppConfig):
@@ -9,5 +10,7 @@ class DiscoveryConfig(AppConfig):
         from django.conf import settings
 
         from bacnet_project.platform_detection import log_backend_choice
+        from discovery.schedules import install_default_schedules
 
         log_backend_choice(settings.BACNET_BACKEND, settings.BACNET_BACKEND_REASON)
+        post_migrate.connect(install_default_schedules, sender=self)

@@ -1,0 +1,87 @@
+"""``manage.py discover``: find devices with Who-Is, enumerate and store them (no Celery)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from discovery.bacnet_types import BACnetError
+from discovery.jobs import JobError, validate_parameters
+from discovery.management.commands._bacnet_options import add_bacnet_options, apply_bacnet_options
+from discovery.models import BACnetDevice
+
+
+class Command(BaseCommand):
+    help = "Discover BACnet devices (global, ranged or directed Who-Is) and store them."
+
+    def add_arguments(self, parser: Any) -> None:
+        add_bacnet_options(parser)
+        parser.add_argument("--low", type=int, help="Lowest device instance to ask for.")
+        parser.add_argument("--high", type=int, help="Highest device instance to ask for.")
+        parser.add_argument(
+            "--target",
+            action="append",
+            default=[],
+            help="Send a directed Who-Is to this address (repeatable), e.g. 192.168.2.40.",
+        )
+        parser.add_argument("--timeout", type=float, help="Longest wait for I-Am answers, seconds.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from discovery.bacnet_client import get_client, shutdown_client
+        from discovery.services.discovery import discover_and_store
+
+        apply_bacnet_options(options)
+        if options["timeout"]:
+            settings.BACNET_DISCOVERY_MAX_S = options["timeout"]
+        try:
+            params = validate_parameters(
+                "discover",
+                {"low": options["low"], "high": options["high"], "targets": options["target"]},
+            )
+        except JobError as exc:
+            raise CommandError(str(exc)) from exc
+        try:
+            client = get_client()
+            self.stderr.write(f"BACnet client on {client.local_address}")
+            summary = discover_and_store(
+                client,
+                low=params.get("low"),
+                high=params.get("high"),
+                targets=params.get("targets", []),
+                progress=lambda message: self.stderr.write(message),
+            )
+        except BACnetError as exc:
+            raise CommandError(f"Discovery failed: {exc}") from exc
+        finally:
+            shutdown_client()
+        self._print(summary)
+        if not summary["devices_found"]:
+            raise CommandError(
+                "No device answered. Check the interface (--interface / BACNET_INTERFACE), "
+                "the firewall (UDP 47808 inbound), or use --bbmd / --target for other subnets."
+            )
+
+    def _print(self, summary: dict[str, Any]) -> None:
+        failed = summary["devices_failed"]
+        rows = BACnetDevice.objects.order_by("device_instance")
+        self.stdout.write(f"{'instance':>8}  {'address':<22} {'points':>6}  name")
+        for device in rows.filter(last_seen__isnull=False):
+            mark = (
+                "  (failed: " + failed[device.device_instance] + ")"
+                if device.device_instance in failed
+                else ""
+            )
+            self.stdout.write(
+                f"{device.device_instance:>8}  {device.address:<22} "
+                f"{device.points.count():>6}  {device.name!r}{mark}"
+            )
+        self.stdout.write(
+            f"{summary['devices_found']} devices answered ({summary['devices_new']} new), "
+            f"{summary['points']} points ({summary['points_new']} new), "
+            f"{len(failed)} failed, {len(summary['duplicates'])} duplicate instances, "
+            f"in {summary['duration_s']:.2f} s"
+        )
+        for instance, addresses in summary["duplicates"].items():
+            self.stdout.write(f"Duplicate device instance {instance} at {', '.join(addresses)}")

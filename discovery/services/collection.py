@@ -1,0 +1,115 @@
+"""Collection: read the present value of every enabled point and store the readings."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from discovery.bacnet_types import DeviceTarget, PointRef
+from discovery.models import BACnetDevice, BACnetPoint
+from discovery.services.storage import store_readings
+
+Progress = Callable[[str], None]
+PointKey = tuple[int, str, int]
+
+
+def _no_progress(message: str) -> None:
+    pass
+
+
+def collection_plan(
+    device_instances: Sequence[int] | None = None,
+) -> tuple[list[DeviceTarget], dict[PointKey, int]]:
+    """What to read: one target per device with its enabled points, and the point ids."""
+    points = BACnetPoint.objects.filter(polling_enabled=True)
+    if device_instances:
+        points = points.filter(device__device_instance__in=device_instances)
+    rows = points.order_by("device_id", "object_type", "object_instance").values_list(
+        "id",
+        "object_type",
+        "object_instance",
+        "device__device_instance",
+        "device__address",
+        "device__max_apdu_length",
+        "device__segmentation",
+        "device__supports_rpm",
+    )
+    by_device: dict[int, DeviceTarget] = {}
+    refs: dict[int, list[PointRef]] = defaultdict(list)
+    keys: dict[PointKey, int] = {}
+    for pk, object_type, instance, device, address, max_apdu, segmentation, rpm in rows:
+        if device not in by_device:
+            by_device[device] = DeviceTarget(
+                instance=device,
+                address=address,
+                points=refs[device],
+                max_apdu=max_apdu,
+                segmentation=segmentation or None,
+                supports_rpm=rpm,
+            )
+        refs[device].append(PointRef(object_type, instance))
+        keys[(device, object_type, instance)] = pk
+    return list(by_device.values()), keys
+
+
+def collect_and_store(
+    client: Any,
+    *,
+    cycle_at: datetime,
+    device_instances: Sequence[int] | None = None,
+    progress: Progress = _no_progress,
+) -> dict[str, Any]:
+    """One collection cycle. ``cycle_at`` is the readings' timestamp, fixed when the cycle
+    was requested, so that a retried cycle stores nothing twice."""
+    started = time.monotonic()
+    targets, keys = collection_plan(device_instances)
+    progress(f"Reading {len(keys)} points on {len(targets)} devices")
+    results = client.read_points(targets)
+    read_s = time.monotonic() - started
+    stored = store_readings(results, keys, cycle_at)
+    no_rpm = [r.instance for r in results if not r.supports_rpm]
+    if no_rpm:
+        BACnetDevice.objects.filter(device_instance__in=no_rpm).update(supports_rpm=False)
+    return {
+        "devices": len(targets),
+        "points": len(keys),
+        "readings": stored.readings,
+        "point_errors": stored.point_errors,
+        "devices_ok": stored.devices_ok,
+        "devices_failed": stored.devices_failed,
+        "device_errors": {str(r.instance): r.error[:300] for r in results if r.error},
+        "cycle_at": cycle_at.isoformat(),
+        "read_s": round(read_s, 3),
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+
+
+def read_point_and_store(client: Any, point: BACnetPoint) -> dict[str, Any]:
+    """Read one point now (the "read now" button, ``read_point_value``) and store it."""
+    device = point.device
+    target = DeviceTarget(
+        instance=device.device_instance,
+        address=device.address,
+        points=[PointRef(point.object_type, point.object_instance)],
+        max_apdu=device.max_apdu_length,
+        segmentation=device.segmentation or None,
+        supports_rpm=device.supports_rpm,
+    )
+    results = client.read_points([target])
+    now = timezone.now().replace(microsecond=0)
+    key = (device.device_instance, point.object_type, point.object_instance)
+    stored = store_readings(results, {key: point.pk}, now)
+    point.refresh_from_db()
+    return {
+        "point": point.pk,
+        "value": point.last_value,
+        "text": point.last_value_text,
+        "status_flags": point.last_status_flags,
+        "error": point.last_error,
+        "readings": stored.readings,
+    }

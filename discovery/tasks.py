@@ -1,0 +1,125 @@
+"""Celery tasks, named as in seed 003 and routed by ``CELERY_TASK_ROUTES``.
+
+BACnet tasks (queue ``bacnet``) carry a job id; each is a few lines over ``run_job``,
+which claims the ``BACnetTask`` row, runs the service function and records the outcome.
+Rollups and the sweeper run on ``default``. Late acknowledgement (settings) plus
+idempotent writes make re-delivery harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+
+from discovery import worker
+from discovery.models import BACnetPoint
+from discovery.services import rollups
+
+log = logging.getLogger(__name__)
+
+BACNET_QUEUE = "bacnet"
+
+
+def _run(task: Any, job_id: int) -> dict | None:
+    return worker.run_job(job_id, task.request.hostname or "celery")
+
+
+@shared_task(name="discovery.tasks.discover_devices", bind=True)
+def discover_devices(self: Any, job_id: int) -> dict | None:
+    """Who-Is, then enumerate and store every device that answered."""
+    return _run(self, job_id)
+
+
+@shared_task(name="discovery.tasks.discover_device_points", bind=True)
+def discover_device_points(self: Any, job_id: int) -> dict | None:
+    """Re-read one device's properties and object list."""
+    return _run(self, job_id)
+
+
+@shared_task(name="discovery.tasks.read_device_points", bind=True)
+def read_device_points(self: Any, job_id: int | None = None) -> dict | None:
+    """One collection cycle. Beat sends it without a job id: the cycle's job row is
+    then created here, once per cycle however often the message arrives."""
+    if job_id is None:
+        task = worker.scheduled_collection("celery")
+        if task is None:
+            log.info("This collection cycle already ran; nothing to do")
+            return None
+        job_id = task.pk
+    return _run(self, job_id)
+
+
+@shared_task(name="discovery.tasks.read_point_value", bind=True)
+def read_point_value(self: Any, point_id: int) -> dict:
+    """Read one point now and store the reading."""
+    from discovery.bacnet_client import get_client
+    from discovery.services.collection import read_point_and_store
+
+    if worker.current_worker() is None:
+        raise worker.WrongWorker("read_point_value must run on the BACnet worker")
+    point = BACnetPoint.objects.select_related("device").get(pk=point_id)
+    return read_point_and_store(get_client(), point)
+
+
+@shared_task(name="discovery.tasks.calculate_hourly_stats")
+def calculate_hourly_stats(lookback_hours: int = 3) -> int:
+    return rollups.calculate_hourly_stats(lookback_hours)
+
+
+@shared_task(name="discovery.tasks.calculate_daily_stats")
+def calculate_daily_stats(lookback_days: int = 2) -> int:
+    return rollups.calculate_daily_stats(lookback_days)
+
+
+@shared_task(name="discovery.tasks.sweep_jobs")
+def sweep_jobs() -> dict[str, int]:
+    """Retry or fail jobs of dead workers; send jobs that never reached the broker."""
+    return worker.sweep_jobs()
+
+
+@worker_ready.connect
+def _start_bacnet_worker(sender: Any, **_: Any) -> None:
+    """A Celery worker consuming ``bacnet`` is the BACnet worker: it opens the BACnet
+    socket now (a wrong interface fails at start) and writes heartbeats."""
+    queues = set(sender.app.amqp.queues.consume_from or {})
+    if BACNET_QUEUE not in queues:
+        return
+    if len(queues) > 1:
+        log.warning(
+            "This worker consumes %s besides 'bacnet': BACnet jobs would wait behind other "
+            "work; run it with -Q bacnet only",
+            ", ".join(sorted(queues - {BACNET_QUEUE})),
+        )
+    from discovery.bacnet_client import get_client
+
+    interface = ""
+    try:
+        interface = get_client().local_address
+    except Exception as exc:  # reported plainly; jobs will fail with the same reason
+        log.error("BACnet client did not start: %s", exc)
+    worker.become_bacnet_worker(sender.hostname, "celery", interface)
+    worker.sweep_jobs()
+
+
+@worker_shutdown.connect
+def _stop_bacnet_worker(**_: Any) -> None:
+    if worker.current_worker() is None:
+        return
+    worker.stop_bacnet_worker()
+    from discovery.bacnet_client import shutdown_client
+
+    shutdown_client()
+
+
+__all__ = [
+    "calculate_daily_stats",
+    "calculate_hourly_stats",
+    "discover_device_points",
+    "discover_devices",
+    "read_device_points",
+    "read_point_value",
+    "sweep_jobs",
+]

@@ -1,0 +1,447 @@
+"""Running BACnet jobs, whichever backend delivered them.
+
+A job row moves pending -> running -> completed | failed (see ``BACnetTask``). This
+module claims jobs with conditional updates (two workers never run the same job),
+keeps heartbeats while they run, records the outcome, puts the jobs of dead workers
+back (``sweep_jobs``), and holds the database-backend worker loop.
+
+The BACnet client is imported lazily: only a BACnet worker process opens a BACnet
+socket, and a process that never runs a BACnet job never imports BAC0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, close_old_connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from discovery.events import JOB_WAITING, Listener, notify_supported, publish_task_change
+from discovery.jobs import cycle_start
+from discovery.models import BACnetDevice, BACnetTask, BACnetWorker
+
+log = logging.getLogger(__name__)
+
+Status = BACnetTask.Status
+
+
+class WrongWorker(RuntimeError):
+    """A BACnet job reached a process that is not a BACnet worker (a routing mistake)."""
+
+
+@dataclass
+class WorkerIdentity:
+    name: str
+    backend: str
+    hostname: str
+    pid: int
+
+
+_identity: WorkerIdentity | None = None
+_current_task_id: int | None = None
+_heartbeat: Heartbeat | None = None
+
+
+def current_worker() -> WorkerIdentity | None:
+    return _identity
+
+
+def default_worker_name(backend: str) -> str:
+    return f"bacnet-{backend}@{socket.gethostname()}"
+
+
+class Heartbeat(threading.Thread):
+    """Writes the worker's and its running job's heartbeat every few seconds.
+
+    A thread, because the solo pool blocks the main thread for the whole task and sends
+    no heartbeats of its own meanwhile."""
+
+    def __init__(self, identity: WorkerIdentity, period_s: float) -> None:
+        super().__init__(name="bacnet-heartbeat", daemon=True)
+        self.identity = identity
+        self.period_s = period_s
+        self.stopped = threading.Event()
+
+    def beat(self) -> None:
+        now = timezone.now()
+        BACnetWorker.objects.filter(name=self.identity.name).update(
+            last_heartbeat=now, current_task_id=_current_task_id
+        )
+        if _current_task_id is not None:
+            BACnetTask.objects.filter(pk=_current_task_id, status=Status.RUNNING).update(
+                heartbeat_at=now
+            )
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.period_s):
+            try:
+                self.beat()
+            except (DatabaseError, InterfaceError) as exc:
+                log.warning("Heartbeat not written (database unreachable): %s", exc)
+            finally:
+                close_old_connections()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def become_bacnet_worker(name: str, backend: str, interface: str = "") -> WorkerIdentity:
+    """Register this process as a BACnet worker, start its heartbeat, and put back the
+    jobs that a previous life of this worker left running (it was killed)."""
+    global _identity, _heartbeat
+    identity = WorkerIdentity(name, backend, socket.gethostname(), os.getpid())
+    now = timezone.now()
+    BACnetWorker.objects.update_or_create(
+        name=name,
+        defaults={
+            "backend": backend,
+            "hostname": identity.hostname,
+            "pid": identity.pid,
+            "interface": interface[:64],
+            "started_at": now,
+            "last_heartbeat": now,
+            "current_task": None,
+        },
+    )
+    _identity = identity
+    orphans = BACnetTask.objects.filter(status=Status.RUNNING, worker_name=name)
+    for task in orphans:
+        _retry_or_fail(task, f"worker {name} restarted while running it")
+    _heartbeat = Heartbeat(identity, settings.BACNET_WORKER_HEARTBEAT_S)
+    _heartbeat.start()
+    log.info("BACnet worker %s ready (backend %s, pid %s)", name, backend, identity.pid)
+    return identity
+
+
+def stop_bacnet_worker() -> None:
+    global _identity, _heartbeat
+    if _heartbeat is not None:
+        _heartbeat.stop()
+        _heartbeat = None
+    if _identity is not None:
+        # An old heartbeat tells the UI at once that this worker is gone.
+        BACnetWorker.objects.filter(name=_identity.name).update(
+            last_heartbeat=timezone.now() - timedelta(days=1), current_task=None
+        )
+        _identity = None
+
+
+# -- the life of one job ----------------------------------------------------------------
+
+
+def claim(task_id: int, worker_name: str) -> BACnetTask | None:
+    """pending -> running, only if it is still pending (a re-delivered message or a
+    second worker finds it taken and leaves it)."""
+    now = timezone.now()
+    updated = BACnetTask.objects.filter(pk=task_id, status=Status.PENDING).update(
+        status=Status.RUNNING,
+        worker_name=worker_name,
+        started_at=now,
+        heartbeat_at=now,
+        progress="Started",
+        error_message="",
+        attempts=F("attempts") + 1,
+    )
+    if updated != 1:
+        return None
+    publish_task_change(task_id)
+    return BACnetTask.objects.get(pk=task_id)
+
+
+def claim_next(worker_name: str, backend: str = "database") -> BACnetTask | None:
+    """Claim the oldest pending job of ``backend``: ``SELECT … FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL (two workers never take the same row; SQLite's immediate transactions
+    serialise the same claim)."""
+    with transaction.atomic():
+        task = (
+            BACnetTask.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.PENDING, backend=backend)
+            .order_by("created_at", "id")
+            .first()
+        )
+        if task is None:
+            return None
+        return claim(task.pk, worker_name)
+
+
+def set_progress(task_id: int, message: str) -> None:
+    BACnetTask.objects.filter(pk=task_id).update(
+        progress=message[:255], heartbeat_at=timezone.now()
+    )
+    publish_task_change(task_id)
+
+
+def _finish(task_id: int, status: str, *, result: Any = None, error: str = "") -> None:
+    BACnetTask.objects.filter(pk=task_id, status=Status.RUNNING).update(
+        status=status,
+        result=result,
+        error_message=error,
+        completed_at=timezone.now(),
+        progress="Completed" if status == Status.COMPLETED else "Failed",
+    )
+    publish_task_change(task_id)
+
+
+def run_job(task_id: int, worker_name: str, *, claimed: BACnetTask | None = None) -> dict | None:
+    """Claim (unless already claimed), execute and record one job. Never raises for a
+    job's own failure: that is recorded on the row, and the worker lives on."""
+    global _current_task_id
+    if _identity is None:
+        raise WrongWorker(
+            f"BACnet job {task_id} reached {worker_name}, which is not a BACnet worker: "
+            "only the worker consuming the 'bacnet' queue (or `manage.py bacnet_worker`) "
+            "may run BACnet jobs. Check CELERY_TASK_ROUTES and the worker's -Q option."
+        )
+    task = claimed or claim(task_id, worker_name)
+    if task is None:
+        log.info("Job %s is not pending any more; nothing to do", task_id)
+        return None
+    _current_task_id = task.pk
+    started = time.monotonic()
+    log.info("Job %s (%s) started on %s", task.pk, task.kind, worker_name)
+    try:
+        result = execute(task, lambda message: set_progress(task.pk, message))
+    except Exception as exc:
+        log.warning("Job %s failed: %s", task.pk, exc)
+        close_old_connections()
+        _finish(task.pk, Status.FAILED, error=str(exc)[:2000] or type(exc).__name__)
+        return None
+    finally:
+        _current_task_id = None
+    result.setdefault("duration_s", round(time.monotonic() - started, 3))
+    _finish(task.pk, Status.COMPLETED, result=result)
+    log.info("Job %s completed: %s", task.pk, result)
+    return result
+
+
+def execute(task: BACnetTask, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Run the service function that does the job's kind of work."""
+    from discovery.bacnet_client import get_client
+    from discovery.services.collection import collect_and_store
+    from discovery.services.discovery import discover_and_store, enumerate_and_store
+
+    params = task.parameters or {}
+    client = get_client()
+    if task.kind == BACnetTask.Kind.DISCOVER:
+        return discover_and_store(
+            client,
+            low=params.get("low"),
+            high=params.get("high"),
+            targets=params.get("targets", []),
+            progress=progress,
+        )
+    if task.kind == BACnetTask.Kind.ENUMERATE:
+        device = BACnetDevice.objects.get(device_instance=params["device_instance"])
+        return enumerate_and_store(client, device, progress)
+    cycle_at = params.get("cycle_at")
+    return collect_and_store(
+        client,
+        cycle_at=datetime.fromisoformat(cycle_at) if cycle_at else task.created_at,
+        device_instances=params.get("device_instances"),
+        progress=progress,
+    )
+
+
+# -- scheduled cycles and recovery ------------------------------------------------------
+
+
+def scheduled_collection(backend: str, now: datetime | None = None) -> BACnetTask | None:
+    """The pending job of this collection cycle, created once per cycle whoever asks
+    (beat, a re-delivered message, a second database worker). None if it already ran."""
+    now = now or timezone.now()
+    start = cycle_start(now, settings.BACNET_COLLECT_INTERVAL_S)
+    task, _ = BACnetTask.objects.get_or_create(
+        dedupe_key=f"collect:{start.isoformat()}",
+        defaults={
+            "kind": BACnetTask.Kind.COLLECT,
+            "trigger": BACnetTask.Trigger.SCHEDULED,
+            "backend": backend,
+            "parameters": {"cycle_at": start.isoformat()},
+            "dispatched_at": now,
+        },
+    )
+    return task if task.status == Status.PENDING else None
+
+
+def _retry_or_fail(task: BACnetTask, why: str) -> str:
+    """Put a job whose worker died back to pending, or fail it after too many attempts."""
+    if task.attempts < settings.BACNET_JOB_MAX_ATTEMPTS:
+        updated = BACnetTask.objects.filter(pk=task.pk, status=Status.RUNNING).update(
+            status=Status.PENDING,
+            progress=f"Retrying: {why}"[:255],
+            worker_name="",
+            dispatched_at=None,
+        )
+        outcome = "retried"
+    else:
+        updated = BACnetTask.objects.filter(pk=task.pk, status=Status.RUNNING).update(
+            status=Status.FAILED,
+            error_message=f"Gave up after {task.attempts} attempts: {why}.",
+            completed_at=timezone.now(),
+            progress="Failed",
+        )
+        outcome = "failed"
+    if updated:
+        log.warning("Job %s %s: %s", task.pk, outcome, why)
+        publish_task_change(task.pk)
+        if outcome == "retried":
+            _redispatch(task.pk, task.backend)
+    return outcome
+
+
+def _redispatch(task_id: int, backend: str) -> None:
+    from discovery.backends import get_backend
+
+    transaction.on_commit(lambda: get_backend(backend or None).dispatch(task_id))
+
+
+def sweep_jobs(now: datetime | None = None) -> dict[str, int]:
+    """Recover jobs: running ones whose heartbeat went stale (their worker died) are
+    retried or failed; pending Celery jobs that never reached the broker are sent."""
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=settings.BACNET_JOB_STALE_AFTER_S)
+    counts = {"retried": 0, "failed": 0, "redispatched": 0}
+    for task in BACnetTask.objects.filter(status=Status.RUNNING, heartbeat_at__lt=stale_before):
+        outcome = _retry_or_fail(
+            task, f"worker {task.worker_name or '?'} sent no heartbeat since {task.heartbeat_at}"
+        )
+        counts[outcome] += 1
+    undelivered = BACnetTask.objects.filter(
+        status=Status.PENDING,
+        backend="celery",
+        dispatched_at__isnull=True,
+        created_at__lt=now - timedelta(seconds=5),
+    ).values_list("pk", flat=True)
+    for task_id in undelivered:
+        _redispatch(task_id, "celery")
+        counts["redispatched"] += 1
+    return counts
+
+
+# -- the database-backend worker --------------------------------------------------------
+
+
+class DatabaseWorker:
+    """The worker of the database backend: no broker; it claims pending rows.
+
+    It waits on PostgreSQL LISTEN (woken at once by the NOTIFY that dispatch sends) with
+    a slow poll as a safety net, or polls briefly on SQLite. It also runs what beat runs
+    in Celery mode: periodic collection, rollups and the sweeper."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        poll_s: float | None = None,
+        schedule: bool = True,
+    ) -> None:
+        self.name = name or default_worker_name("database")
+        self.poll_s = poll_s or (10.0 if notify_supported() else 1.0)
+        self.schedule = schedule
+        self.stopping = False
+        self._due: dict[str, float] = {}
+        self._listener: Listener | None = None
+
+    def request_stop(self, *_: Any) -> None:
+        log.info("Worker %s stopping after the current job", self.name)
+        self.stopping = True
+
+    def _every(self, what: str, period_s: float) -> bool:
+        now = time.monotonic()
+        if now >= self._due.get(what, 0):
+            self._due[what] = now + period_s
+            return True
+        return False
+
+    def run_periodic(self) -> None:
+        from discovery.services.rollups import calculate_daily_stats, calculate_hourly_stats
+
+        if self._every("sweep", 15):
+            sweep_jobs()
+        if not self.schedule:
+            return
+        if self._every("collect", min(settings.BACNET_COLLECT_INTERVAL_S, 60)):
+            scheduled_collection("database")
+        if self._every("rollups", settings.BACNET_ROLLUP_INTERVAL_S):
+            calculate_hourly_stats()
+            calculate_daily_stats()
+
+    def _wait(self) -> None:
+        if self._listener is None and notify_supported():
+            self._listener = Listener([JOB_WAITING])
+            return  # LISTEN first, then look at the table again: nothing is missed
+        if self._listener is not None:
+            self._listener.wait(self.poll_s)
+        else:
+            deadline = time.monotonic() + self.poll_s
+            while not self.stopping and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+    def step(self) -> bool:
+        """Periodic work, then one job if there is one. True if a job ran."""
+        self.run_periodic()
+        task = claim_next(self.name, "database")
+        if task is None:
+            return False
+        run_job(task.pk, self.name, claimed=task)
+        return True
+
+    def run(self, *, once: bool = False) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(sig, self.request_stop)
+        interface = _client_interface()
+        become_bacnet_worker(self.name, "database", interface)
+        backoff = 1.0
+        try:
+            while not self.stopping:
+                try:
+                    ran = self.step()
+                    backoff = 1.0
+                    if once and not ran:
+                        break
+                    if not ran:
+                        self._wait()
+                except (DatabaseError, InterfaceError) as exc:
+                    # The database went away: drop connections, wait, reconnect.
+                    log.warning("Database unreachable (%s); retrying in %.0f s", exc, backoff)
+                    self._close_listener()
+                    close_old_connections()
+                    from django.db import connection
+
+                    connection.close()
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+        finally:
+            self._close_listener()
+            with contextlib.suppress(DatabaseError, InterfaceError):
+                stop_bacnet_worker()
+            from discovery.bacnet_client import shutdown_client
+
+            shutdown_client()
+            log.info("Worker %s stopped", self.name)
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+
+def _client_interface() -> str:
+    """Start the BACnet client now, so a wrong interface fails at start, not per job."""
+    from discovery.bacnet_client import get_client
+
+    client = get_client()
+    return client.local_address

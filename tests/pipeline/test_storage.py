@@ -1,0 +1,124 @@
+"""Storage services: idempotent upserts, safe strings, readings stored once."""
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+
+from discovery.bacnet_types import (
+    DeviceEnumeration,
+    DeviceProperties,
+    DeviceReadResult,
+    DiscoveredDevice,
+    PointInfo,
+    PointValue,
+)
+from discovery.models import BACnetDevice, BACnetPoint, BACnetReading
+from discovery.services.storage import (
+    clean_text,
+    mark_unseen_offline,
+    store_readings,
+    upsert_device,
+    upsert_points,
+)
+
+pytestmark = pytest.mark.django_db
+
+SEEN = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+HOSTILE = "<script>alert(1)</script>\x00\u202e" + "x" * 20_000 + "\ud800"
+
+
+def enumeration(instance=1001, address="127.0.0.1:47809", name="AHU-1", points=()):
+    return DeviceEnumeration(
+        device=DiscoveredDevice(instance, address, vendor_id=999, max_apdu=1476),
+        properties=DeviceProperties(name=name, vendor_name="Acme", segmentation="segmented-both"),
+        points=list(points),
+    )
+
+
+def test_it_strips_nul_bytes_and_lone_surrogates_and_cuts_to_length():
+    cleaned = clean_text(HOSTILE, 255)
+    assert "\x00" not in cleaned
+    assert len(cleaned) == 255
+    cleaned.encode("utf-8")  # encodable: no lone surrogate left
+    assert cleaned.startswith("<script>")  # kept as text; escaping is the page's job
+
+
+def test_it_stores_a_hostile_name_safely_on_the_real_database():
+    device, _ = upsert_device(enumeration(name=HOSTILE), SEEN)
+    device.refresh_from_db()
+    assert device.name.startswith("<script>alert(1)</script>\u202e")
+    assert "\x00" not in device.name and len(device.name) == 255
+
+
+def test_rediscovery_updates_the_address_and_name_in_place():
+    upsert_device(enumeration(address="127.0.0.1:47809", name="old"), SEEN)
+    device, created = upsert_device(enumeration(address="127.0.0.1:47999", name="new"), SEEN)
+    assert not created
+    assert BACnetDevice.objects.count() == 1
+    assert (device.address, device.name) == ("127.0.0.1:47999", "new")
+
+
+def test_points_are_upserted_and_points_no_longer_listed_stop_polling():
+    device, _ = upsert_device(enumeration(), SEEN)
+    first = [
+        PointInfo("analog-input", 1, "T1", units="degrees-celsius"),
+        PointInfo("binary-input", 2),
+    ]
+    assert upsert_points(device, first) == (2, 2)
+    second = [PointInfo("analog-input", 1, "Zone temp", units="degrees-celsius")]
+    assert upsert_points(device, second) == (0, 1)
+    assert BACnetPoint.objects.get(object_type="analog-input").name == "Zone temp"
+    assert not BACnetPoint.objects.get(object_type="binary-input").polling_enabled
+
+
+def test_devices_not_seen_for_the_cutoff_go_offline():
+    upsert_device(enumeration(instance=1), datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    upsert_device(enumeration(instance=2), SEEN)
+    assert mark_unseen_offline(SEEN, after_s=600) == 1
+    assert list(
+        BACnetDevice.objects.filter(is_online=False).values_list("device_instance", flat=True)
+    ) == [1]
+
+
+def _points():
+    device, _ = upsert_device(enumeration(), SEEN)
+    upsert_points(device, [PointInfo("analog-input", 1), PointInfo("analog-input", 2)])
+    return {(1001, p.object_type, p.object_instance): p.pk for p in BACnetPoint.objects.all()}
+
+
+def test_the_same_cycle_stored_twice_stores_each_reading_once():
+    keys = _points()
+    result = DeviceReadResult(
+        1001,
+        values=[
+            PointValue("analog-input", 1, 21.5, status_flags=0),
+            PointValue("analog-input", 2, 3.0),
+        ],
+    )
+    store_readings([result], keys, SEEN)
+    store_readings([result], keys, SEEN)  # a re-delivered task
+    assert BACnetReading.objects.count() == 2
+    point = BACnetPoint.objects.get(object_instance=1)
+    assert point.last_value == 21.5 and point.last_read_at is not None
+
+
+def test_nan_and_infinite_values_are_kept_as_text_not_numbers():
+    keys = _points()
+    result = DeviceReadResult(
+        1001,
+        values=[PointValue("analog-input", 1, math.nan), PointValue("analog-input", 2, math.inf)],
+    )
+    store_readings([result], keys, SEEN)
+    assert sorted(BACnetReading.objects.values_list("value", "value_text")) == [
+        (None, "inf"),
+        (None, "nan"),
+    ]
+
+
+def test_a_silent_device_is_marked_offline_with_its_reason_and_others_are_stored():
+    keys = _points()
+    store_readings([DeviceReadResult(1001, error="no answer within 4 s")], keys, SEEN)
+    device = BACnetDevice.objects.get()
+    assert not device.is_online and "no answer" in device.last_error
+    assert BACnetReading.objects.count() == 0
