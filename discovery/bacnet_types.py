@@ -82,7 +82,9 @@ class PointInfo:
     instance: int
     name: str = ""
     description: str = ""
-    units: str = ""
+    units: str = ""  # bacpypes3's hyphenated name: "degrees-celsius"
+    # Binary points: [inactive text, active text]; multi-state points: the state texts,
+    # state 1 first. Empty when the device has none.
     state_texts: list[str] = field(default_factory=list)
 
 
@@ -90,6 +92,9 @@ class PointInfo:
 class PointRef:
     object_type: str
     instance: int
+    # Optional: (inactive, active) texts of a binary point or the state texts of a
+    # multi-state point (state 1 first), so that PointValue.text uses them.
+    state_texts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -117,6 +122,20 @@ class PointValue:
     text: str = ""
     status_flags: int | None = None
     error: str = ""
+
+
+@dataclass
+class DeviceEnumeration:
+    """What enumerate_devices() learnt about one device.
+
+    ``error`` set means the device failed or ran out of its deadline; whatever was read
+    before (``properties``, possibly some ``points``) is kept."""
+
+    device: DiscoveredDevice
+    properties: DeviceProperties | None = None
+    points: list[PointInfo] = field(default_factory=list)
+    error: str = ""
+    elapsed_s: float = 0.0
 
 
 @dataclass
