@@ -1,8 +1,23 @@
-"""Pages and API of the discovery app (filled in by the web and API modules)."""
+"""Pages of the discovery app; the REST API lives in discovery.api.urls."""
 
 from django.urls import path
-from django.views.generic import RedirectView
 
+from discovery.views import dashboard, devices, exports, health, jobs
+
+app_name = "discovery"
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
+    path("", dashboard.dashboard, name="dashboard"),
+    path("fragments/devices/", dashboard.device_table, name="device-table"),
+    path("fragments/recent-jobs/", dashboard.recent_jobs, name="recent-jobs"),
+    path("discover/", dashboard.start_discovery, name="start-discovery"),
+    path("devices/<int:instance>/", devices.device_detail, name="device-detail"),
+    path("devices/<int:instance>/points/", devices.device_points, name="device-points"),
+    path("devices/<int:instance>/enumerate/", devices.enumerate_points, name="enumerate-points"),
+    path("points/<int:pk>/", devices.point_detail, name="point-detail"),
+    path("jobs/", jobs.job_list, name="job-list"),
+    path("jobs/table/", jobs.job_table, name="job-table"),
+    path("jobs/events/", jobs.job_events, name="job-events"),
+    path("jobs/<int:pk>/", jobs.job_detail, name="job-detail"),
+    path("export/readings.csv", exports.export_readings, name="export-readings"),
+    path("healthz", health.healthz, name="healthz"),
 ]

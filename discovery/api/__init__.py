@@ -1,0 +1,1 @@
+"""The REST API under /api/: declarative DRF viewsets over the discovery models."""

@@ -1,0 +1,110 @@
+"""FilterSets shared by the API and the pages (the device search, the CSV export)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet
+
+from discovery.models import (
+    BACnetDailyStat,
+    BACnetDevice,
+    BACnetHourlyStat,
+    BACnetPoint,
+    BACnetReading,
+    BACnetTask,
+)
+
+
+class StartBeforeEndForm(forms.Form):
+    """Rejects a range whose start is not before its end: a clear 400, not an empty page."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if start and end and start >= end:
+            raise forms.ValidationError("start must be before end.")
+        return cleaned
+
+
+class DeviceFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="filter_text", label="Name, vendor, model or address")
+    name = django_filters.CharFilter(lookup_expr="icontains")
+    vendor = django_filters.CharFilter(field_name="vendor_name", lookup_expr="icontains")
+    online = django_filters.BooleanFilter(
+        field_name="is_online",
+        widget=forms.Select(
+            choices=[("", "Online and offline"), ("true", "Online"), ("false", "Offline")]
+        ),
+    )
+
+    class Meta:
+        model = BACnetDevice
+        fields = ["device_instance", "vendor_id"]
+
+    def filter_text(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        match = (
+            Q(name__icontains=value)
+            | Q(vendor_name__icontains=value)
+            | Q(model_name__icontains=value)
+            | Q(address__icontains=value)
+        )
+        if value.strip().isdigit():
+            match |= Q(device_instance=int(value))
+        return queryset.filter(match)
+
+
+class PointFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter(lookup_expr="icontains")
+    device_instance = django_filters.NumberFilter(field_name="device__device_instance")
+    object_type = django_filters.CharFilter()
+
+    class Meta:
+        model = BACnetPoint
+        fields = ["device", "object_type", "object_instance", "polling_enabled"]
+
+
+class ReadingFilter(django_filters.FilterSet):
+    point = django_filters.NumberFilter(field_name="point_id")
+    device = django_filters.NumberFilter(field_name="point__device_id")
+    device_instance = django_filters.NumberFilter(field_name="point__device__device_instance")
+    start = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    end = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+
+    class Meta:
+        model = BACnetReading
+        fields: list[str] = []
+        form = StartBeforeEndForm
+
+
+class StatFilter(django_filters.FilterSet):
+    point = django_filters.NumberFilter(field_name="point_id")
+    device = django_filters.NumberFilter(field_name="point__device_id")
+    start = django_filters.IsoDateTimeFilter(field_name="bucket_start", lookup_expr="gte")
+    end = django_filters.IsoDateTimeFilter(field_name="bucket_start", lookup_expr="lt")
+
+    class Meta:
+        fields: list[str] = []
+        form = StartBeforeEndForm
+
+
+class HourlyStatFilter(StatFilter):
+    class Meta(StatFilter.Meta):
+        model = BACnetHourlyStat
+
+
+class DailyStatFilter(StatFilter):
+    class Meta(StatFilter.Meta):
+        model = BACnetDailyStat
+
+
+class JobFilter(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=BACnetTask.Kind.choices)
+    status = django_filters.ChoiceFilter(choices=BACnetTask.Status.choices)
+    trigger = django_filters.ChoiceFilter(choices=BACnetTask.Trigger.choices)
+
+    class Meta:
+        model = BACnetTask
+        fields = ["kind", "status", "trigger", "backend"]

@@ -1,0 +1,38 @@
+"""Routes under /api/."""
+
+from django.contrib.auth.decorators import login_required
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.routers import DefaultRouter
+
+from discovery.api import views
+from discovery.api.docs import OfflineSwaggerView
+
+router = DefaultRouter()
+router.register("devices", views.DeviceViewSet, basename="device")
+router.register("points", views.PointViewSet, basename="point")
+router.register("readings", views.ReadingViewSet, basename="reading")
+router.register("stats/hourly", views.HourlyStatViewSet, basename="hourly-stat")
+router.register("stats/daily", views.DailyStatViewSet, basename="daily-stat")
+router.register("jobs", views.JobViewSet, basename="job")
+
+app_name = "api"
+urlpatterns = [
+    path("task-status/<int:task_id>/", views.TaskStatusView.as_view(), name="task-status"),
+    path("status/", views.BackendStatusView.as_view(), name="backend-status"),
+    path("auth/token/", obtain_auth_token, name="token"),
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]),
+        name="schema",
+    ),
+    path(
+        "docs/",
+        login_required(OfflineSwaggerView.as_view(url_name="api:schema")),
+        name="docs",
+    ),
+    *router.urls,
+    re_path(r"^.*$", views.api_not_found),
+]

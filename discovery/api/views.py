@@ -1,0 +1,166 @@
+"""REST viewsets: lists of attributes; the few actions call the same functions as the
+pages (``request_job``, ``task_status``, ``backend_status``, ``downsample``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.generics import get_object_or_404
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from discovery.api import filters, serializers
+from discovery.api.pagination import CappedLimitOffsetPagination, ReadingCursorPagination
+from discovery.api.ranges import RangeError, resolve_range
+from discovery.api.trends import DEFAULT_BUCKETS, downsample
+from discovery.csv_export import readings_csv_response
+from discovery.jobs import JobError, backend_status, request_job, task_status
+from discovery.models import (
+    BACnetDailyStat,
+    BACnetDevice,
+    BACnetHourlyStat,
+    BACnetPoint,
+    BACnetReading,
+    BACnetTask,
+)
+
+RANGE_PARAMETERS = [
+    OpenApiParameter("range", str, enum=["hour", "day", "week", "month", "year", "custom"]),
+    OpenApiParameter("start", OpenApiTypes.DATETIME, description="ISO 8601; custom range"),
+    OpenApiParameter("end", OpenApiTypes.DATETIME, description="ISO 8601; default now"),
+    OpenApiParameter("buckets", int, description="at most this many chart points (<= 5000)"),
+]
+
+
+class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = BACnetDevice.objects.annotate(point_count=Count("points"))
+    serializer_class = serializers.DeviceSerializer
+    pagination_class = CappedLimitOffsetPagination
+    filterset_class = filters.DeviceFilter
+    search_fields = ["name", "vendor_name", "model_name", "address", "description"]
+    ordering_fields = ["device_instance", "name", "vendor_name", "last_seen", "is_online"]
+
+
+class PointViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = BACnetPoint.objects.select_related("device")
+    serializer_class = serializers.PointSerializer
+    pagination_class = CappedLimitOffsetPagination
+    filterset_class = filters.PointFilter
+    search_fields = ["name", "description", "device__name"]
+    ordering_fields = ["device", "object_type", "object_instance", "name", "last_read_at"]
+
+    @extend_schema(parameters=RANGE_PARAMETERS, responses=serializers.TrendSerializer)
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def trend(self, request: Request, pk: str | None = None) -> Response:
+        """Readings of the point over a range, downsampled for a chart."""
+        point = self.get_object()
+        try:
+            window = resolve_range(request.query_params)
+        except RangeError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        try:
+            buckets = int(request.query_params.get("buckets", DEFAULT_BUCKETS))
+        except ValueError:
+            raise ValidationError({"detail": "buckets must be an integer."}) from None
+        data = downsample(point.pk, window.start, window.end, buckets)
+        label = f"{point.device.name or point.device.device_instance}: {point.name or point}"
+        return Response(
+            {
+                **data,
+                "range": window.name,
+                "point": {"id": point.pk, "label": label, "units": point.units},
+            }
+        )
+
+
+class ReadingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Readings in time order (keyset pagination: follow ``next``). ``ordering=-timestamp``
+    pages from the newest. ``export/`` streams the same selection as CSV."""
+
+    queryset = BACnetReading.objects.all()
+    serializer_class = serializers.ReadingSerializer
+    pagination_class = ReadingCursorPagination
+    filterset_class = filters.ReadingFilter
+    ordering_fields = ["timestamp"]
+    search_fields: list[str] = []
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def export(self, request: Request) -> StreamingHttpResponse:
+        readings = self.filter_queryset(self.get_queryset()).select_related(None)
+        return readings_csv_response(readings, "readings.csv")
+
+
+class HourlyStatViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    queryset = BACnetHourlyStat.objects.all()
+    serializer_class = serializers.HourlyStatSerializer
+    pagination_class = CappedLimitOffsetPagination
+    filterset_class = filters.HourlyStatFilter
+    ordering_fields = ["bucket_start"]
+
+
+class DailyStatViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    queryset = BACnetDailyStat.objects.all()
+    serializer_class = serializers.DailyStatSerializer
+    pagination_class = CappedLimitOffsetPagination
+    filterset_class = filters.DailyStatFilter
+    ordering_fields = ["bucket_start"]
+
+
+class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """BACnet jobs. POST {kind, parameters} requests one: discover {low, high, targets},
+    collect {device_instances}, enumerate {device_instance}."""
+
+    queryset = BACnetTask.objects.all()
+    serializer_class = serializers.JobSerializer
+    pagination_class = CappedLimitOffsetPagination
+    filterset_class = filters.JobFilter
+    search_fields = ["progress", "error_message", "worker_name"]
+    ordering_fields = ["created_at", "completed_at", "status", "kind"]
+
+    @extend_schema(
+        request=serializers.JobCreateSerializer, responses={201: serializers.JobSerializer}
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        incoming = serializers.JobCreateSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        try:
+            task = request_job(
+                incoming.validated_data["kind"],
+                incoming.validated_data["parameters"],
+                trigger=BACnetTask.Trigger.API,
+                user=request.user,
+            )
+        except JobError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        return Response(task_status(task), status=status.HTTP_201_CREATED)
+
+
+class TaskStatusView(APIView):
+    """Seed 001's task status by id."""
+
+    @extend_schema(responses=serializers.JobSerializer)
+    def get(self, request: Request, task_id: int) -> Response:
+        task = get_object_or_404(BACnetTask, pk=task_id)
+        return Response(task_status(task))
+
+
+class BackendStatusView(APIView):
+    """The backend that carries BACnet jobs and the workers alive by heartbeat."""
+
+    @extend_schema(responses=serializers.BackendStatusSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(serializers.BackendStatusSerializer(backend_status()).data)
+
+
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Unknown paths under /api/ answer in JSON like the rest of the API."""
+    return JsonResponse({"detail": NotFound.default_detail}, status=404)

@@ -1,0 +1,95 @@
+"""The dashboard: device list with search, counts, Start Discovery and recent jobs.
+
+The device table and the recent-jobs table are also served alone as fragments, which
+the page swaps in (htmx) when the job event stream says something changed."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from discovery.api.filters import DeviceFilter
+from discovery.jobs import JobError, backend_status, request_job
+from discovery.models import BACnetDevice, BACnetTask
+from discovery.views.display import device_counts, last_collection, paginate, query_without_page
+from discovery.views.forms import DiscoverForm
+
+DEVICES_PER_PAGE = 100
+RECENT_JOBS = 10
+
+
+def _device_table_context(request: HttpRequest) -> dict:
+    devices = BACnetDevice.objects.annotate(point_count=Count("points")).order_by("device_instance")
+    device_filter = DeviceFilter(request.GET, queryset=devices)
+    # An invalid filter (e.g. online=maybe) shows everything rather than an error page.
+    shown = device_filter.qs if device_filter.is_valid() else devices
+    return {
+        "filter": device_filter,
+        "page": paginate(request, shown, DEVICES_PER_PAGE),
+        "query": query_without_page(request),
+        "counts": device_counts(),
+        "last_collection": last_collection(),
+    }
+
+
+def _recent_jobs() -> list[BACnetTask]:
+    return list(BACnetTask.objects.all()[:RECENT_JOBS])
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    context = _device_table_context(request)
+    context.update(
+        discover_form=DiscoverForm(),
+        jobs=_recent_jobs(),
+        backend=backend_status(),
+    )
+    return render(request, "discovery/dashboard.html", context)
+
+
+@login_required
+@require_GET
+def device_table(request: HttpRequest) -> HttpResponse:
+    response = render(request, "discovery/_device_table.html", _device_table_context(request))
+    # Keep the address bar in step with the filters without adding history entries.
+    query = query_without_page(request)
+    response["HX-Replace-Url"] = reverse("discovery:dashboard") + (f"?{query}" if query else "")
+    return response
+
+
+@login_required
+@require_GET
+def recent_jobs(request: HttpRequest) -> HttpResponse:
+    return render(request, "discovery/_recent_jobs.html", {"jobs": _recent_jobs()})
+
+
+@login_required
+@require_POST
+def start_discovery(request: HttpRequest) -> HttpResponse:
+    form = DiscoverForm(request.POST)
+    task, error = None, ""
+    if form.is_valid():
+        try:
+            task = request_job(BACnetTask.Kind.DISCOVER, form.job_parameters(), user=request.user)
+        except JobError as exc:
+            error = str(exc)
+    else:
+        error = form.error_text()
+    if request.headers.get("HX-Request"):
+        response = render(
+            request, "discovery/_discovery_feedback.html", {"task": task, "error": error}
+        )
+        if task:
+            response["HX-Trigger"] = "jobs-changed"
+        return response
+    if task:
+        messages.success(request, f"Discovery job {task.pk} requested.")
+    else:
+        messages.error(request, f"Discovery not started: {error}")
+    return redirect("discovery:dashboard")

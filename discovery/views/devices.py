@@ -1,0 +1,120 @@
+"""Device and point pages: properties, points with their latest values, trends."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from discovery.api.ranges import RANGE_LABELS, RangeError, TimeRange, resolve_range
+from discovery.jobs import JobError, request_job
+from discovery.models import (
+    BACnetDailyStat,
+    BACnetDevice,
+    BACnetHourlyStat,
+    BACnetPoint,
+    BACnetTask,
+)
+from discovery.views.display import device_properties, format_value, point_rows
+from discovery.views.forms import RangeForm
+
+HOURLY_ROWS = 48
+DAILY_ROWS = 62
+
+
+def _device_points(device: BACnetDevice) -> list:
+    return point_rows(device.points.order_by("object_type", "object_instance"))
+
+
+@login_required
+@require_GET
+def device_detail(request: HttpRequest, instance: int) -> HttpResponse:
+    device = get_object_or_404(BACnetDevice, device_instance=instance)
+    return render(
+        request,
+        "discovery/device_detail.html",
+        {
+            "device": device,
+            "properties": device_properties(device),
+            "points": _device_points(device),
+        },
+    )
+
+
+@login_required
+@require_GET
+def device_points(request: HttpRequest, instance: int) -> HttpResponse:
+    device = get_object_or_404(BACnetDevice, device_instance=instance)
+    return render(
+        request, "discovery/_point_table.html", {"device": device, "points": _device_points(device)}
+    )
+
+
+@login_required
+@require_POST
+def enumerate_points(request: HttpRequest, instance: int) -> HttpResponse:
+    device = get_object_or_404(BACnetDevice, device_instance=instance)
+    try:
+        task = request_job(
+            BACnetTask.Kind.ENUMERATE,
+            {"device_instance": device.device_instance},
+            user=request.user,
+        )
+    except JobError as exc:
+        messages.error(request, f"Re-enumeration not started: {exc}")
+    else:
+        messages.success(request, f"Job {task.pk} re-enumerates the points of this device.")
+    return redirect("discovery:device-detail", instance=device.device_instance)
+
+
+def _range_query(window: TimeRange) -> dict[str, str]:
+    if window.name == "custom":
+        return {"start": window.start.isoformat(), "end": window.end.isoformat()}
+    return {"range": window.name}
+
+
+@login_required
+@require_GET
+def point_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    point = get_object_or_404(BACnetPoint.objects.select_related("device"), pk=pk)
+    error = ""
+    try:
+        window = resolve_range(request.GET)
+    except RangeError as exc:
+        error = str(exc)
+        window = resolve_range({})
+    in_window = {"point": point, "bucket_start__gte": window.start, "bucket_start__lt": window.end}
+    hourly = BACnetHourlyStat.objects.filter(**in_window).order_by("-bucket_start")[:HOURLY_ROWS]
+    daily = BACnetDailyStat.objects.filter(**in_window).order_by("-bucket_start")[:DAILY_ROWS]
+    export_query = {
+        "point": point.pk,
+        "start": window.start.isoformat(),
+        "end": window.end.isoformat(),
+    }
+    return render(
+        request,
+        "discovery/point_detail.html",
+        {
+            "point": point,
+            "device": point.device,
+            "value": format_value(point.last_value, point.last_value_text),
+            "window": window,
+            "range_label": RANGE_LABELS[window.name],
+            "range_names": list(RANGE_LABELS.items()),
+            "range_form": RangeForm(
+                initial={"range": window.name, "start": window.start, "end": window.end}
+            ),
+            "range_error": error,
+            "chart_url": reverse("api:point-trend", args=[point.pk])
+            + "?"
+            + urlencode(_range_query(window)),
+            "export_url": reverse("discovery:export-readings") + "?" + urlencode(export_query),
+            "hourly": hourly,
+            "daily": daily,
+        },
+    )

@@ -1,0 +1,104 @@
+"""The jobs pages and the job event stream that keeps every open page up to date."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+
+from discovery.api.filters import JobFilter
+from discovery.events import task_changes
+from discovery.jobs import backend_status
+from discovery.models import BACnetTask
+from discovery.views.display import paginate, query_without_page
+
+JOBS_PER_PAGE = 50
+# A keep-alive comment this often stops proxies from closing an idle stream.
+KEEPALIVE_S = 15.0
+# Each stream holds a server thread and, on PostgreSQL, a LISTEN connection: end it now
+# and then; the browser's EventSource reconnects by itself after `retry` ms.
+STREAM_MAX_S = 300.0
+RETRY_MS = 3000
+
+
+def _job_table_context(request: HttpRequest) -> dict:
+    job_filter = JobFilter(request.GET, queryset=BACnetTask.objects.all())
+    shown = job_filter.qs if job_filter.is_valid() else BACnetTask.objects.all()
+    return {
+        "filter": job_filter,
+        "page": paginate(request, shown, JOBS_PER_PAGE),
+        "query": query_without_page(request),
+    }
+
+
+@login_required
+@require_GET
+def job_list(request: HttpRequest) -> HttpResponse:
+    context = _job_table_context(request)
+    context.update(backend=backend_status(), flower_url=settings.FLOWER_URL)
+    return render(request, "discovery/jobs.html", context)
+
+
+@login_required
+@require_GET
+def job_table(request: HttpRequest) -> HttpResponse:
+    return render(request, "discovery/_job_table.html", _job_table_context(request))
+
+
+@login_required
+@require_GET
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(BACnetTask, pk=pk)
+    return render(
+        request,
+        "discovery/job_detail.html",
+        {
+            "job": job,
+            "parameters": json.dumps(job.parameters, indent=2, sort_keys=True),
+            "result": json.dumps(job.result, indent=2, sort_keys=True)
+            if job.result is not None
+            else "",
+        },
+    )
+
+
+def _event_stream(max_s: float) -> Iterator[str]:
+    yield f"retry: {RETRY_MS}\n\n"
+    deadline = time.monotonic() + max_s
+    changes = task_changes(timeout_s=KEEPALIVE_S)
+    try:
+        for ids in changes:
+            if ids:
+                jobs = [
+                    {
+                        "id": job.pk,
+                        "kind": job.kind,
+                        "status": job.status,
+                        "finished": job.is_finished,
+                    }
+                    for job in BACnetTask.objects.filter(pk__in=ids).only("id", "kind", "status")
+                ]
+                yield f"event: jobs\ndata: {json.dumps(jobs)}\n\n"
+            else:
+                yield ": keep-alive\n\n"
+            if time.monotonic() >= deadline:
+                break
+    finally:
+        changes.close()
+
+
+@login_required
+@require_GET
+def job_events(request: HttpRequest) -> StreamingHttpResponse:
+    """Server-Sent Events: an ``jobs`` event with the changed jobs' id, kind and status."""
+    response = StreamingHttpResponse(_event_stream(STREAM_MAX_S), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    # Tell nginx-style proxies not to buffer the stream.
+    response["X-Accel-Buffering"] = "no"
+    return response

@@ -1,0 +1,184 @@
+"""Every page asks for a login, then shows what it is for."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from discovery.models import BACnetTask
+from tests.web.factories import (
+    DailyStatFactory,
+    DeviceFactory,
+    HourlyStatFactory,
+    PointFactory,
+    TaskFactory,
+    WorkerFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def site():
+    device = DeviceFactory(name="AHU-1", device_instance=101, vendor_name="Acme Controls")
+    point = PointFactory(device=device, name="Supply air", last_status_flags=1 | 4)
+    HourlyStatFactory(point=point)
+    DailyStatFactory(point=point)
+    job = TaskFactory(status=BACnetTask.Status.COMPLETED, progress="3 devices found")
+    return {"device": device, "point": point, "job": job}
+
+
+def page_urls(site) -> list[str]:
+    return [
+        reverse("discovery:dashboard"),
+        reverse("discovery:device-table"),
+        reverse("discovery:recent-jobs"),
+        reverse("discovery:device-detail", args=[site["device"].device_instance]),
+        reverse("discovery:device-points", args=[site["device"].device_instance]),
+        reverse("discovery:point-detail", args=[site["point"].pk]),
+        reverse("discovery:job-list"),
+        reverse("discovery:job-table"),
+        reverse("discovery:job-detail", args=[site["job"].pk]),
+        reverse("api:docs"),
+    ]
+
+
+def test_it_sends_logged_out_visitors_to_the_login_page(client, site):
+    for url in page_urls(site):
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith(reverse("login")), url
+
+
+def test_it_shows_every_page_to_a_logged_in_user(logged_in, site):
+    for url in page_urls(site):
+        response = logged_in.get(url)
+        assert response.status_code == 200, url
+
+
+def test_it_logs_in_with_the_login_form(client, user):
+    page = client.get(reverse("login"))
+    assert page.status_code == 200
+    response = client.post(
+        reverse("login"), {"username": "operator", "password": "correct horse battery"}
+    )
+    assert response.status_code == 302
+    assert client.get(reverse("discovery:dashboard")).status_code == 200
+
+
+def test_it_logs_out_with_a_post(logged_in):
+    response = logged_in.post(reverse("logout"))
+    assert response.status_code == 302
+    assert logged_in.get(reverse("discovery:dashboard")).status_code == 302
+
+
+def test_it_counts_online_and_offline_devices_on_the_dashboard(logged_in):
+    DeviceFactory.create_batch(3, is_online=True)
+    DeviceFactory.create_batch(2, is_online=False)
+    response = logged_in.get(reverse("discovery:dashboard"))
+    assert response.context["counts"] == {"total": 5, "online": 3, "offline": 2}
+    assert b"Start Discovery" in response.content
+
+
+def test_it_filters_devices_by_name_vendor_and_state(logged_in):
+    DeviceFactory(name="Boiler plant", vendor_name="Heatco", is_online=True)
+    DeviceFactory(name="Chiller 2", vendor_name="Coolco", is_online=False)
+    DeviceFactory(name="Boiler spare", vendor_name="Heatco", is_online=False)
+
+    def names(**query) -> list[str]:
+        response = logged_in.get(reverse("discovery:device-table"), query)
+        return sorted(d.name for d in response.context["page"])
+
+    assert names(q="boiler") == ["Boiler plant", "Boiler spare"]
+    assert names(vendor="cool") == ["Chiller 2"]
+    assert names(online="false") == ["Boiler spare", "Chiller 2"]
+    assert names(q="boiler", online="true") == ["Boiler plant"]
+
+
+def test_it_keeps_the_address_bar_in_step_with_the_device_filter(logged_in):
+    response = logged_in.get(reverse("discovery:device-table"), {"q": "ahu"})
+    assert response["HX-Replace-Url"] == "/?q=ahu"
+
+
+def test_it_shows_point_values_units_and_status_flag_names(logged_in, site):
+    response = logged_in.get(
+        reverse("discovery:device-detail", args=[site["device"].device_instance])
+    )
+    content = response.content.decode()
+    assert "Supply air" in content
+    assert "21.5" in content
+    assert "degreesCelsius" in content
+    assert "in-alarm" in content and "overridden" in content
+    assert "Re-enumerate points" in content
+
+
+def test_it_answers_404_for_an_unknown_device_or_point(logged_in):
+    assert logged_in.get(reverse("discovery:device-detail", args=[999999])).status_code == 404
+    assert logged_in.get(reverse("discovery:point-detail", args=[999999])).status_code == 404
+
+
+def test_it_points_the_chart_at_the_trend_data_for_the_chosen_range(logged_in, site):
+    url = reverse("discovery:point-detail", args=[site["point"].pk])
+    response = logged_in.get(url, {"range": "week"})
+    assert response.context["chart_url"].endswith(
+        f"/api/points/{site['point'].pk}/trend/?range=week"
+    )
+    assert len(response.context["hourly"]) == 1
+    assert len(response.context["daily"]) == 1
+
+
+def test_it_explains_a_bad_range_and_shows_the_last_day(logged_in, site):
+    url = reverse("discovery:point-detail", args=[site["point"].pk])
+    response = logged_in.get(url, {"start": "2026-01-02", "end": "2026-01-01"})
+    assert response.status_code == 200
+    assert "start must be before end" in response.content.decode()
+    assert response.context["window"].name == "day"
+
+
+def test_it_shows_the_backend_the_workers_and_a_link_to_flower(logged_in, settings):
+    settings.FLOWER_URL = "http://flower.example:5555"
+    WorkerFactory(name="bacnet@plant-room", backend=settings.BACNET_BACKEND)
+    response = logged_in.get(reverse("discovery:job-list"))
+    content = response.content.decode()
+    assert "bacnet@plant-room" in content
+    assert "http://flower.example:5555" in content
+    assert 'id="no-worker"' not in content
+
+
+def test_it_warns_when_no_worker_serves_the_backend(logged_in):
+    response = logged_in.get(reverse("discovery:job-list"))
+    assert 'id="no-worker"' in response.content.decode()
+    dashboard = logged_in.get(reverse("discovery:dashboard"))
+    assert "No BACnet worker" in dashboard.content.decode()
+
+
+def test_it_filters_jobs_by_kind_and_status(logged_in):
+    TaskFactory(kind=BACnetTask.Kind.DISCOVER, status=BACnetTask.Status.FAILED)
+    TaskFactory(kind=BACnetTask.Kind.COLLECT, status=BACnetTask.Status.COMPLETED)
+    TaskFactory(kind=BACnetTask.Kind.COLLECT, status=BACnetTask.Status.FAILED)
+    response = logged_in.get(
+        reverse("discovery:job-table"), {"kind": "collect", "status": "failed"}
+    )
+    jobs = list(response.context["page"])
+    assert [(j.kind, j.status) for j in jobs] == [("collect", "failed")]
+
+
+def test_it_shows_a_jobs_parameters_and_result(logged_in):
+    job = TaskFactory(
+        status=BACnetTask.Status.COMPLETED, parameters={"low": 1, "high": 9}, result={"found": 3}
+    )
+    content = logged_in.get(reverse("discovery:job-detail", args=[job.pk])).content.decode()
+    assert "&quot;found&quot;: 3" in content
+    assert "&quot;high&quot;: 9" in content
+
+
+def test_it_answers_healthz_without_a_login(client):
+    response = client.get(reverse("discovery:healthz"))
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_it_serves_the_api_docs_from_its_own_static_files(logged_in):
+    content = logged_in.get(reverse("api:docs")).content.decode()
+    assert "/static/discovery/vendor/swagger-ui/swagger-ui-bundle.js" in content
+    assert "cdn" not in content.lower()
