@@ -61,6 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the start-up checks only: exit 0 when ready, 2 when not",
     )
     parser.add_argument(
+        "--alive",
+        action="store_true",
+        help="health check: exit 0 if the worker named --name wrote a heartbeat recently, 1 if not",
+    )
+    parser.add_argument(
         "--loglevel",
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
@@ -244,7 +249,7 @@ def run_database_worker(args: argparse.Namespace) -> int:
             "This installation has no 'bacnet_worker' management command, so the database "
             "backend cannot run; use --backend celery."
         )
-    options: dict[str, object] = {"name": args.name.replace("%h", _hostname())}
+    options: dict[str, object] = {"name": _expand_name(args.name)}
     if args.once:
         options["once"] = True
     log.info("Starting the database-backend worker %s", options["name"])
@@ -252,10 +257,23 @@ def run_database_worker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _hostname() -> str:
+def _expand_name(name: str) -> str:
+    """Celery's %h, for the places that do not expand it themselves."""
     import socket
 
-    return socket.gethostname()
+    return name.replace("%h", socket.gethostname())
+
+
+def worker_is_alive(name: str) -> bool:
+    """The worker's heartbeat thread keeps writing while a job blocks the solo pool, so
+    this is a truer health check than a Celery ping, and it serves both backends."""
+    from django.conf import settings
+
+    from discovery.models import BACnetWorker
+
+    worker = BACnetWorker.objects.filter(name=name).first()
+    within_s = max(3 * settings.BACNET_WORKER_HEARTBEAT_S, 30)
+    return worker is not None and worker.is_alive(within_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,6 +283,15 @@ def main(argv: list[str] | None = None) -> int:
         from django.conf import settings
 
         backend = settings.BACNET_BACKEND
+        if args.alive:
+            from django.db import DatabaseError
+
+            try:
+                alive = worker_is_alive(_expand_name(args.name))
+            except DatabaseError as exc:
+                log.error("Health check: the database did not answer: %s", _one_line(exc))
+                alive = False
+            return EXIT_OK if alive else 1
         log.info(
             "BACnet worker: backend %s (%s), settings %s",
             backend,

@@ -220,3 +220,46 @@ def test_it_runs_a_solo_celery_worker_on_the_bacnet_queue_only(
     assert proc.returncode == 0, output[-4000:]
     assert "(solo)" in output
     assert "Warm shutdown" in output
+
+
+def _alive(env: dict[str, str], name: str) -> bool:
+    return _run(env, "--alive", "--name", name).returncode == 0
+
+
+def test_it_runs_the_database_backend_loop_and_stops_on_sigterm(
+    worker_env: dict[str, str],
+) -> None:
+    name = f"bacnet-db-test-{uuid.uuid4().hex[:8]}"
+    worker_env["BACNET_BACKEND"] = "database"
+    # No broker at all in this mode.
+    worker_env.pop("REDIS_URL")
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--name", name],
+        env=worker_env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert not _alive(worker_env, f"never-started-{name}")
+        alive = False
+        deadline = time.monotonic() + START_DEADLINE_S
+        while not alive and time.monotonic() < deadline and proc.poll() is None:
+            alive = _alive(worker_env, name)
+        if not alive:
+            proc.kill()
+            output = proc.communicate(timeout=STOP_DEADLINE_S)[0]
+            pytest.fail(f"the worker {name} wrote no heartbeat:\n{output[-4000:]}")
+
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=STOP_DEADLINE_S)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    assert proc.returncode == 0, output[-4000:]
+    assert "backend database" in output
+    # A stopped worker says so at once through its heartbeat.
+    assert not _alive(worker_env, name)
