@@ -1,0 +1,97 @@
+"""`manage.py simulate_site`: run a simulated BACnet site until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from discovery.simulator import SiteSpec, run_site
+
+
+class Command(BaseCommand):
+    help = (
+        "Run simulated BACnet/IP devices (bacpypes3) for the demo and the tests. Loopback "
+        "mode needs no root: devices register with a BBMD on --host:--bbmd-port, and a "
+        "client registered with the same BBMD discovers them with a global Who-Is."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        d = SiteSpec()
+        parser.add_argument("--devices", type=int, default=d.devices, help="normal devices")
+        parser.add_argument("--objects", type=int, default=d.objects, help="objects per device")
+        parser.add_argument("--host", default=d.host, help="IPv4 address (bridge: 198.18.X)")
+        parser.add_argument(
+            "--bbmd-port", type=int, default=d.bbmd_port, help="0 picks a free port"
+        )
+        parser.add_argument(
+            "--base-port",
+            type=int,
+            default=d.base_port,
+            help="first device port, the others follow; 0 picks free ports",
+        )
+        parser.add_argument("--first-instance", type=int, default=d.first_instance)
+        parser.add_argument("--bbmd-instance", type=int, default=d.bbmd_instance)
+        parser.add_argument(
+            "--name-pattern", default=d.name_pattern, help="device names, with {instance}"
+        )
+        parser.add_argument(
+            "--faults",
+            action="store_true",
+            help="add the fault devices: no-segmentation, no-rpm, silent, malformed, "
+            "hostile, and two routed devices behind network 20",
+        )
+        parser.add_argument("--vary", action="store_true", help="present values change over time")
+        parser.add_argument(
+            "--big-object-list",
+            type=int,
+            default=0,
+            metavar="N",
+            help="add one device with N objects",
+        )
+        parser.add_argument("--ready-file", default=None, help="JSON written once ready")
+        parser.add_argument("--seed", type=int, default=d.seed, help="seed of the value phases")
+        parser.add_argument("--mode", choices=["loopback", "bridge"], default=d.mode)
+        parser.add_argument(
+            "--fd-ttl", type=int, default=d.fd_ttl, help="foreign-device TTL, seconds"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        spec = SiteSpec(
+            devices=options["devices"],
+            objects=options["objects"],
+            host=options["host"],
+            bbmd_port=options["bbmd_port"],
+            base_port=options["base_port"],
+            first_instance=options["first_instance"],
+            faults=options["faults"],
+            vary=options["vary"],
+            big_object_list=options["big_object_list"],
+            seed=options["seed"],
+            mode=options["mode"],
+            bbmd_instance=options["bbmd_instance"],
+            name_pattern=options["name_pattern"],
+            fd_ttl=options["fd_ttl"],
+        )
+        try:
+            spec.validate()
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        _setup_logging(int(options.get("verbosity", 1)))
+        from discovery.simulator.site import SiteError
+
+        try:
+            run_site(spec, options["ready_file"])
+        except SiteError as exc:
+            raise CommandError(str(exc)) from exc
+
+
+def _setup_logging(verbosity: int) -> None:
+    logger = logging.getLogger("discovery.simulator")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    logger.propagate = False

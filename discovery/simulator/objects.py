@@ -1,0 +1,182 @@
+"""bacpypes3 objects of the simulated devices, built from the plain `spec` plan.
+
+Present values are Python properties computed at read time from `PointSpec.value_at`,
+so a reading is a deterministic function of the clock (tests can check plausibility).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bacpypes3.basetypes import EngineeringUnits, Segmentation, StatusFlags
+from bacpypes3.constructeddata import ArrayOf
+from bacpypes3.local.device import DeviceObject
+from bacpypes3.local.object import Object as LocalObject
+from bacpypes3.object import (
+    AnalogInputObject as _AnalogInputObject,
+)
+from bacpypes3.object import (
+    AnalogValueObject as _AnalogValueObject,
+)
+from bacpypes3.object import (
+    BinaryInputObject as _BinaryInputObject,
+)
+from bacpypes3.object import (
+    BinaryValueObject as _BinaryValueObject,
+)
+from bacpypes3.object import (
+    MultiStateInputObject as _MultiStateInputObject,
+)
+from bacpypes3.object import (
+    MultiStateValueObject as _MultiStateValueObject,
+)
+from bacpypes3.primitivedata import ObjectIdentifier
+
+from .spec import DeviceSpec, PointSpec
+
+# bacpypes3 registers object classes per vendor; 999 is the one its own local (sample)
+# classes use, where re-registering a type is silently ignored.
+_vendor_id = 999
+
+ArrayOfObjectIdentifier = ArrayOf(ObjectIdentifier)
+
+
+class _PointMixin:
+    """Present value from the point's function of time."""
+
+    _point: PointSpec
+
+    def _get_present_value(self) -> Any:
+        # Typed (Real, BinaryPV, Unsigned): the encoder does not guess from Python types.
+        datatype = self.get_property_type("presentValue")  # type: ignore[attr-defined]
+        return datatype(self._point.value_at(time.time()))
+
+    def _set_present_value(self, value: Any) -> None:
+        # Writes are accepted and ignored: the simulated process owns the value.
+        pass
+
+    def _get_status_flags(self) -> StatusFlags:
+        # bacpypes3 derives the flags from event state / reliability / out-of-service
+        # and never sets "overridden"; the simulator states them outright.
+        return StatusFlags([int(flag) for flag in self._point.status_flags])
+
+    def _set_status_flags(self, value: Any) -> None:
+        pass
+
+
+_pv = property(_PointMixin._get_present_value, _PointMixin._set_present_value)
+_sf = property(_PointMixin._get_status_flags, _PointMixin._set_status_flags)
+
+
+class SimAnalogInput(_PointMixin, LocalObject, _AnalogInputObject):
+    presentValue = _pv  # type: ignore[assignment]
+    statusFlags = _sf  # type: ignore[assignment]
+
+
+class SimAnalogValue(_PointMixin, LocalObject, _AnalogValueObject):
+    presentValue = _pv  # type: ignore[assignment]
+    statusFlags = _sf  # type: ignore[assignment]
+
+
+class SimBinaryInput(_PointMixin, LocalObject, _BinaryInputObject):
+    presentValue = _pv  # type: ignore[assignment]
+    statusFlags = _sf  # type: ignore[assignment]
+
+
+class SimBinaryValue(_PointMixin, LocalObject, _BinaryValueObject):
+    presentValue = _pv  # type: ignore[assignment]
+    statusFlags = _sf  # type: ignore[assignment]
+
+
+class SimMultiStateInput(_PointMixin, LocalObject, _MultiStateInputObject):
+    presentValue = _pv  # type: ignore[assignment]
+    statusFlags = _sf  # type: ignore[assignment]
+
+
+class SimMultiStateValue(_PointMixin, LocalObject, _MultiStateValueObject):
+    presentValue = _pv  # type: ignore[assignment]
+    statusFlags = _sf  # type: ignore[assignment]
+
+
+_CLASSES: dict[str, type] = {
+    "analog-input": SimAnalogInput,
+    "analog-value": SimAnalogValue,
+    "binary-input": SimBinaryInput,
+    "binary-value": SimBinaryValue,
+    "multi-state-input": SimMultiStateInput,
+    "multi-state-value": SimMultiStateValue,
+}
+
+
+class SimDeviceObject(DeviceObject):
+    """A device object whose object list is computed once (10,000 objects stay cheap)."""
+
+    _cached_object_list: Any = None
+
+    @property
+    def objectList(self) -> Any:  # type: ignore[override]
+        if self._cached_object_list is None:
+            if not self._app:
+                return ArrayOfObjectIdentifier([self.objectIdentifier])
+            self._cached_object_list = ArrayOfObjectIdentifier(
+                list(self._app.objectIdentifier.keys())
+            )
+        return self._cached_object_list
+
+    @objectList.setter
+    def objectList(self, value: Any) -> None:
+        pass
+
+
+def _hyphen_to_enum_attr(name: str) -> str:
+    head, *rest = name.split("-")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def make_point_object(point: PointSpec) -> LocalObject:
+    cls = _CLASSES[point.object_type]
+    kwargs: dict[str, Any] = {
+        "objectIdentifier": (point.object_type, point.instance),
+        "objectName": point.name,
+        "description": point.description,
+        "eventState": "normal",
+        "outOfService": bool(point.status_flags[3]),
+        "reliability": "unreliable-other" if point.status_flags[1] else "no-fault-detected",
+    }
+    if point.is_analog:
+        kwargs["units"] = EngineeringUnits(_hyphen_to_enum_attr(point.units or "no-units"))
+        kwargs["covIncrement"] = 0.1
+    elif point.is_binary:
+        kwargs["inactiveText"] = point.inactive_text
+        kwargs["activeText"] = point.active_text
+        if point.object_type == "binary-input":
+            kwargs["polarity"] = "normal"
+    else:
+        kwargs["numberOfStates"] = len(point.state_texts)
+        kwargs["stateText"] = list(point.state_texts)
+    obj = cls(**kwargs)
+    obj._point = point
+    return obj
+
+
+def make_device_object(dev: DeviceSpec) -> SimDeviceObject:
+    segmentation = Segmentation(_hyphen_to_enum_attr(dev.segmentation))
+    return SimDeviceObject(
+        objectIdentifier=("device", dev.instance),
+        objectName=dev.name,
+        vendorIdentifier=dev.vendor_id,
+        vendorName=dev.vendor_name,
+        modelName=dev.model_name,
+        firmwareRevision=dev.firmware_revision,
+        applicationSoftwareVersion=dev.application_software_version,
+        description=dev.description,
+        location=dev.location,
+        protocolVersion=1,
+        protocolRevision=dev.protocol_revision,
+        maxApduLengthAccepted=dev.max_apdu,
+        segmentationSupported=segmentation,
+        maxSegmentsAccepted=64 if dev.segmentation != "no-segmentation" else 1,
+        systemStatus="operational",
+        databaseRevision=1,
+    )
