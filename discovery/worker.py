@@ -199,11 +199,21 @@ def run_job(task_id: int, worker_name: str, *, claimed: BACnetTask | None = None
     job's own failure: that is recorded on the row, and the worker lives on."""
     global _current_task_id
     if _identity is None:
-        raise WrongWorker(
+        message = (
             f"BACnet job {task_id} reached {worker_name}, which is not a BACnet worker: "
             "only the worker consuming the 'bacnet' queue (or `manage.py bacnet_worker`) "
             "may run BACnet jobs. Check CELERY_TASK_ROUTES and the worker's -Q option."
         )
+        # Recorded on the row, so a routing mistake cannot pass unnoticed.
+        BACnetTask.objects.filter(pk=task_id, status=Status.PENDING).update(
+            status=Status.FAILED,
+            worker_name=worker_name,
+            error_message=message,
+            completed_at=timezone.now(),
+            progress="Failed",
+        )
+        publish_task_change(task_id)
+        raise WrongWorker(message)
     task = claimed or claim(task_id, worker_name)
     if task is None:
         log.info("Job %s is not pending any more; nothing to do", task_id)
