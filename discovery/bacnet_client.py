@@ -34,6 +34,7 @@ import os
 import queue
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -483,6 +484,18 @@ def status_flags_mask(value: Any) -> int | None:
     return mask
 
 
+def shortest_float32(number: float) -> float:
+    """The shortest decimal that is the same single-precision REAL: 20.18, not 20.1800003.
+
+    A BACnet REAL is 32 bits; printed as a 64-bit float it shows noise digits."""
+    packed = struct.pack("<f", number)
+    for digits in range(6, 10):
+        candidate = float(f"{number:.{digits}g}")
+        if struct.pack("<f", candidate) == packed:
+            return candidate
+    return number
+
+
 def convert_present_value(
     bp: SimpleNamespace, object_type: str, value: Any, state_texts: Sequence[str] = ()
 ) -> tuple[float | None, str]:
@@ -503,6 +516,8 @@ def convert_present_value(
             return None, "nan"
         if math.isinf(number):
             return None, "inf" if number > 0 else "-inf"
+        if isinstance(value, bp.Real):
+            number = shortest_float32(number)
         return number, ""
     if isinstance(value, bp.Enumerated):
         return float(int(value)), _enum_text(value)
@@ -603,6 +618,13 @@ class _Session:
             raise
         except self.bp.ErrorRejectAbortNack as exc:
             reason = _nack_reason(self.bp, exc)
+            if reason == "abort: no-response":
+                # The stack's own abort once every retry went unanswered.
+                raise BACnetTimeout(
+                    self.where(f"{what}: no answer (apdu timeout, retries exhausted)"),
+                    device=self.instance,
+                    reason="timeout",
+                ) from None
             raise BACnetError(
                 self.where(f"{what}: {reason}"), device=self.instance, reason=reason
             ) from None
