@@ -2,6 +2,12 @@
 
 from django.contrib.auth.decorators import login_required
 from django.urls import path, re_path
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.permissions import IsAuthenticated
@@ -25,7 +31,16 @@ urlpatterns = [
     path("auth/token/", obtain_auth_token, name="token"),
     path(
         "schema/",
-        SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]),
+        SpectacularAPIView.as_view(
+            permission_classes=[IsAuthenticated],
+            # JSON first, so errors are JSON like the rest of the API; ?format=yaml works.
+            renderer_classes=[
+                OpenApiJsonRenderer2,
+                OpenApiJsonRenderer,
+                OpenApiYamlRenderer,
+                OpenApiYamlRenderer2,
+            ],
+        ),
         name="schema",
     ),
     path(
