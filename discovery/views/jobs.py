@@ -19,12 +19,19 @@ from discovery.models import BACnetTask
 from discovery.views.display import paginate, query_without_page
 
 JOBS_PER_PAGE = 50
-# A keep-alive comment this often stops proxies from closing an idle stream.
-KEEPALIVE_S = 15.0
-# Each stream holds a server thread and, on PostgreSQL, a LISTEN connection: end it now
-# and then; the browser's EventSource reconnects by itself after `retry` ms.
-STREAM_MAX_S = 300.0
 RETRY_MS = 3000
+
+
+def _keepalive_s() -> float:
+    """A keep-alive comment this often stops proxies from closing an idle stream, and
+    is how the server notices a browser that went away (the write fails)."""
+    return float(getattr(settings, "BACNET_EVENTS_KEEPALIVE_S", 15.0))
+
+
+def _stream_max_s() -> float:
+    """Each stream holds a server thread and, on PostgreSQL, a LISTEN connection: end it
+    now and then; the browser's EventSource reconnects by itself after ``retry`` ms."""
+    return float(getattr(settings, "BACNET_EVENTS_MAX_S", 300.0))
 
 
 def _job_table_context(request: HttpRequest) -> dict:
@@ -68,10 +75,11 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _event_stream(max_s: float) -> Iterator[str]:
+def _event_stream(max_s: float, keepalive_s: float) -> Iterator[str]:
     yield f"retry: {RETRY_MS}\n\n"
     deadline = time.monotonic() + max_s
-    changes = task_changes(timeout_s=KEEPALIVE_S)
+    changes = task_changes(timeout_s=keepalive_s)
+    listening = False
     try:
         for ids in changes:
             if ids:
@@ -85,8 +93,13 @@ def _event_stream(max_s: float) -> Iterator[str]:
                     for job in BACnetTask.objects.filter(pk__in=ids).only("id", "kind", "status")
                 ]
                 yield f"event: jobs\ndata: {json.dumps(jobs)}\n\n"
+            elif not listening:
+                # The listener started with the first pass: a change made before then
+                # was not streamed, so the page catches up once.
+                yield "event: catch-up\ndata: {}\n\n"
             else:
                 yield ": keep-alive\n\n"
+            listening = True
             if time.monotonic() >= deadline:
                 break
     finally:
@@ -97,7 +110,9 @@ def _event_stream(max_s: float) -> Iterator[str]:
 @require_GET
 def job_events(request: HttpRequest) -> StreamingHttpResponse:
     """Server-Sent Events: an ``jobs`` event with the changed jobs' id, kind and status."""
-    response = StreamingHttpResponse(_event_stream(STREAM_MAX_S), content_type="text/event-stream")
+    response = StreamingHttpResponse(
+        _event_stream(_stream_max_s(), _keepalive_s()), content_type="text/event-stream"
+    )
     response["Cache-Control"] = "no-cache"
     # Tell nginx-style proxies not to buffer the stream.
     response["X-Accel-Buffering"] = "no"

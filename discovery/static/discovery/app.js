@@ -42,6 +42,10 @@
       fire("jobs-changed");
       fire("devices-changed");
     });
+    source.addEventListener("catch-up", function () {
+      fire("jobs-changed");
+      fire("devices-changed");
+    });
     source.addEventListener("jobs", function (event) {
       var jobs;
       try {

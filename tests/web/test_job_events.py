@@ -1,0 +1,94 @@
+"""The job event stream (Server-Sent Events) over a real HTTP connection to a live
+server, with PostgreSQL LISTEN/NOTIFY underneath."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from urllib.parse import urlsplit
+
+import pytest
+from django.db import connection
+
+from discovery.jobs import request_job
+from tests.web.factories import UserFactory
+from tests.worker_fixtures import wait_until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def quick_keepalive(settings):
+    settings.BACNET_EVENTS_KEEPALIVE_S = 1.0
+
+
+class Stream:
+    def __init__(self, live_server, client) -> None:
+        client.force_login(UserFactory(username="watcher"))
+        address = urlsplit(live_server.url)
+        self.conn = http.client.HTTPConnection(address.hostname, address.port, timeout=30)
+        self.conn.request(
+            "GET",
+            "/jobs/events/",
+            headers={"Cookie": f"sessionid={client.cookies['sessionid'].value}"},
+        )
+        self.response = self.conn.getresponse()
+
+    def next_event(self, name: str, timeout_s: float = 30) -> str:
+        """The data of the next event called ``name`` (other events are skipped)."""
+        deadline = time.monotonic() + timeout_s
+        current = None
+        while time.monotonic() < deadline:
+            line = self.response.readline().decode()
+            if not line:
+                raise AssertionError("the stream ended")
+            line = line.rstrip("\n")
+            if line.startswith("event: "):
+                current = line.removeprefix("event: ")
+            elif line.startswith("data: ") and current == name:
+                return line.removeprefix("data: ")
+            elif not line:
+                current = None
+        raise AssertionError(f"no {name!r} event within {timeout_s} s")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def listening_connections() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query ILIKE 'LISTEN%%'"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_it_streams_a_job_change_to_the_page(live_server, client, quick_keepalive):
+    stream = Stream(live_server, client)
+    try:
+        assert stream.response.status == 200
+        assert stream.response.getheader("Content-Type") == "text/event-stream"
+        stream.next_event("catch-up")  # the server is listening from here on
+        task = request_job("discover", backend="database")
+        jobs = json.loads(stream.next_event("jobs"))
+        assert {"id": task.pk, "kind": "discover", "status": "pending", "finished": False} in jobs
+    finally:
+        stream.close()
+
+
+def test_it_releases_its_database_listener_when_the_browser_goes_away(
+    live_server, client, quick_keepalive
+):
+    before = listening_connections()
+    stream = Stream(live_server, client)
+    stream.next_event("catch-up")
+    assert listening_connections() == before + 1
+    stream.close()
+    wait_until(lambda: listening_connections() == before, 20, "the LISTEN connection closed")
+
+
+def test_it_asks_for_a_login_before_streaming(client):
+    response = client.get("/jobs/events/")
+    assert response.status_code == 302
