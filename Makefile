@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export DEBUG ?= true
 
-.PHONY: setup run test lint format check ci
+.PHONY: setup run test reliability bench lint format check ci
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ run: setup
 
 test: setup
 	DEBUG=false $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Faults survived, bad input refused, nobody let in (also part of `make test`).
+reliability: setup
+	DEBUG=false $(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS)
+
+# Benchmarks against baselines measured in the same run; results in bench/RESULTS.md.
+bench: setup
+	DEBUG=false $(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff format --check .

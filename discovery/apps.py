@@ -10,6 +10,7 @@ class DiscoveryConfig(AppConfig):
         from django.conf import settings
 
         from bacnet_project.platform_detection import log_backend_choice
+        from discovery import checks  # noqa: F401  (registers the BACnet settings checks)
         from discovery.schedules import install_default_schedules
 
         log_backend_choice(settings.BACNET_BACKEND, settings.BACNET_BACKEND_REASON)

@@ -24,8 +24,9 @@ def _no_progress(message: str) -> None:
 
 def collection_plan(
     device_instances: Sequence[int] | None = None,
-) -> tuple[list[DeviceTarget], dict[PointKey, int]]:
-    """What to read: one target per device with its enabled points, and the point ids."""
+) -> tuple[list[DeviceTarget], dict[PointKey, int], dict[int, list[str]]]:
+    """What to read: one target per device with its enabled points, the point ids, and
+    the state texts of the points that have them."""
     points = BACnetPoint.objects.filter(polling_enabled=True)
     if device_instances:
         points = points.filter(device__device_instance__in=device_instances)
@@ -38,11 +39,13 @@ def collection_plan(
         "device__max_apdu_length",
         "device__segmentation",
         "device__supports_rpm",
+        "state_texts",
     )
     by_device: dict[int, DeviceTarget] = {}
     refs: dict[int, list[PointRef]] = defaultdict(list)
     keys: dict[PointKey, int] = {}
-    for pk, object_type, instance, device, address, max_apdu, segmentation, rpm in rows:
+    texts: dict[int, list[str]] = {}
+    for pk, object_type, instance, device, address, max_apdu, segmentation, rpm, words in rows:
         if device not in by_device:
             by_device[device] = DeviceTarget(
                 instance=device,
@@ -54,7 +57,9 @@ def collection_plan(
             )
         refs[device].append(PointRef(object_type, instance))
         keys[(device, object_type, instance)] = pk
-    return list(by_device.values()), keys
+        if words:
+            texts[pk] = words
+    return list(by_device.values()), keys, texts
 
 
 def collect_and_store(
@@ -67,11 +72,11 @@ def collect_and_store(
     """One collection cycle. ``cycle_at`` is the readings' timestamp, fixed when the cycle
     was requested, so that a retried cycle stores nothing twice."""
     started = time.monotonic()
-    targets, keys = collection_plan(device_instances)
+    targets, keys, texts = collection_plan(device_instances)
     progress(f"Reading {len(keys)} points on {len(targets)} devices")
     results = client.read_points(targets)
     read_s = time.monotonic() - started
-    stored = store_readings(results, keys, cycle_at)
+    stored = store_readings(results, keys, cycle_at, texts)
     no_rpm = [r.instance for r in results if not r.supports_rpm]
     if no_rpm:
         BACnetDevice.objects.filter(device_instance__in=no_rpm).update(supports_rpm=False)
@@ -103,7 +108,7 @@ def read_point_and_store(client: Any, point: BACnetPoint) -> dict[str, Any]:
     results = client.read_points([target])
     now = timezone.now().replace(microsecond=0)
     key = (device.device_instance, point.object_type, point.object_instance)
-    stored = store_readings(results, {key: point.pk}, now)
+    stored = store_readings(results, {key: point.pk}, now, {point.pk: point.state_texts})
     point.refresh_from_db()
     return {
         "point": point.pk,

@@ -158,10 +158,23 @@ class StoredReadings:
     devices_failed: int = 0
 
 
+def state_text(object_type: str, value: float | None, texts: Sequence[str]) -> str:
+    """The word for a binary or multi-state value ("On", "Cool"), when the device named it.
+
+    Binary values index inactive/active texts from 0; multi-state values count from 1."""
+    if value is None or not texts or value != int(value):
+        return ""
+    index = int(value) - (1 if object_type.startswith("multi-state") else 0)
+    if not object_type.startswith(("binary", "multi-state")) or not 0 <= index < len(texts):
+        return ""
+    return texts[index]
+
+
 def store_readings(
     results: Iterable[DeviceReadResult],
     points_by_key: dict[tuple[int, str, int], int],
     timestamp: datetime,
+    state_texts: dict[int, list[str]] | None = None,
 ) -> StoredReadings:
     """Store one cycle's values in bulk and update each point's latest value.
 
@@ -192,7 +205,8 @@ def store_readings(
                 )
                 continue
             number = clean_number(value.value)
-            text = _clean_for(BACnetReading, "value_text", value.text)
+            named = state_text(value.object_type, number, (state_texts or {}).get(point_id, ()))
+            text = _clean_for(BACnetReading, "value_text", named or value.text)
             if number is None and value.value is not None and not text:
                 text = str(value.value)
             readings.append(

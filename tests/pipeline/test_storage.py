@@ -122,3 +122,26 @@ def test_a_silent_device_is_marked_offline_with_its_reason_and_others_are_stored
     device = BACnetDevice.objects.get()
     assert not device.is_online and "no answer" in device.last_error
     assert BACnetReading.objects.count() == 0
+
+
+def test_binary_and_multi_state_readings_carry_the_devices_own_words():
+    device, _ = upsert_device(enumeration(), SEEN)
+    upsert_points(
+        device,
+        [
+            PointInfo("binary-input", 1, state_texts=["Off", "On"]),
+            PointInfo("multi-state-value", 1, state_texts=["Occupied", "Unoccupied", "Standby"]),
+        ],
+    )
+    from discovery.services.collection import collection_plan
+
+    _, keys, texts = collection_plan()
+    result = DeviceReadResult(
+        1001,
+        values=[
+            PointValue("binary-input", 1, 1.0, text="active"),
+            PointValue("multi-state-value", 1, 3.0),
+        ],
+    )
+    store_readings([result], keys, SEEN, texts)
+    assert sorted(BACnetReading.objects.values_list("value_text", flat=True)) == ["On", "Standby"]
