@@ -105,7 +105,7 @@ class Process:
         return self.proc.returncode
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str]) -> Process:
+def spawn(name: str, args: list[str], env: dict[str, str]) -> Process:
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / f"{name.replace('@', '-')}-{os.getpid()}-{time.monotonic_ns()}.log"
     with log_path.open("w") as log_file:
@@ -122,7 +122,7 @@ def start_celery_worker(name: str, queues: str, env: dict[str, str]) -> Process:
         "-Q", queues, "-P", "solo", "-n", name, "--loglevel", "INFO",
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
-    worker = _spawn(name, args, env)
+    worker = spawn(name, args, env)
     worker.wait_for_log(" ready.")
     if "bacnet" in queues.split(","):
         worker.wait_for_log(f"BACnet worker {name} ready")
@@ -132,7 +132,7 @@ def start_celery_worker(name: str, queues: str, env: dict[str, str]) -> Process:
 def start_database_worker(name: str, env: dict[str, str], *extra: str) -> Process:
     """``manage.py bacnet_worker``; returns once it has registered."""
     args = [sys.executable, "manage.py", "bacnet_worker", "--name", name, "--poll", "1", *extra]
-    worker = _spawn(name, args, env)
+    worker = spawn(name, args, env)
     worker.wait_for_log(f"BACnet worker {name} ready")
     return worker
 
