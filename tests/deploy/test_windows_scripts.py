@@ -106,7 +106,6 @@ def test_it_tries_the_py_launcher_then_python() -> None:
     code = _code(SETUP)
 
     assert _position(code, r"^py -3 -c") < _position(code, r"^python -c")
-    assert _position(code, r"if not defined PYTHON \($") < len(code)
 
 
 def test_it_keeps_an_existing_env_file() -> None:
