@@ -163,8 +163,10 @@ LAB_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 
 
 @contextlib.contextmanager
-def bridge_lab(devices: int = 3) -> Iterator[dict[str, Any]]:
-    """A Linux bridge with 198.18.X.1/24 and aliases .11, .12, ... for devices.
+def bridge_lab(devices: int = 12) -> Iterator[dict[str, Any]]:
+    """A Linux bridge with 198.18.X.1/24 and aliases .11, .12, ... for `devices` devices.
+
+    `--faults` needs 5 addresses more than the normal devices (4 faults + the router).
 
     Root only (skips, or fails in CI, otherwise). A blackhole route covers the parts of
     198.18.0.0/15 the lab does not use, so nothing can leave the machine. Everything is
@@ -214,7 +216,7 @@ def bridge_lab(devices: int = 3) -> Iterator[dict[str, Any]]:
         ip("link", "add", name, "type", "bridge")
         ip("addr", "add", f"{prefix}.1/24", "brd", f"{prefix}.255", "dev", name)
         addresses = []
-        for k in range(devices + 2):  # devices, then spares (the router)
+        for k in range(devices + 1):  # devices, then a spare (the router)
             addr = f"{prefix}.{11 + k}"
             ip("addr", "add", f"{addr}/32", "dev", name)
             addresses.append(addr)

@@ -32,6 +32,9 @@ from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.netservice import NetworkServiceAccessPoint, NetworkServiceElement
 from bacpypes3.pdu import PDU, IPv4Address
 
+from .objects import SimDeviceObject, make_point_object, point_identifier
+from .spec import PointSpec
+
 log = logging.getLogger("discovery.simulator")
 
 
@@ -160,9 +163,22 @@ class MalformedASAP(ApplicationServiceAccessPoint):
 
 
 class SimApplication(Application):
-    """A simulated device's application (Who-Is, ReadProperty, ReadPropertyMultiple)."""
+    """A simulated device's application (Who-Is, ReadProperty, ReadPropertyMultiple).
+
+    Point objects are built on first use: a bacpypes3 object costs about a millisecond
+    to construct, which made a 10,000-object device take over ten seconds to start."""
 
     links: list[Any]
+    _lazy_points: dict[Any, Any]
+
+    def get_object_id(self, objid: Any) -> Any:
+        obj = self.objectIdentifier.get(objid)
+        if obj is None:
+            point = getattr(self, "_lazy_points", {}).pop(objid, None)
+            if point is not None:
+                obj = make_point_object(point)
+                self.add_object(obj)
+        return obj
 
     def close(self) -> None:
         for link in getattr(self, "links", []):
@@ -207,8 +223,8 @@ class NoSegmentationApplication(SimApplication):
 
 def build_application(
     app_class: type[SimApplication],
-    device_object: Any,
-    objects: list[Any],
+    device_object: SimDeviceObject,
+    points: list[PointSpec],
     asap_class: type[ApplicationServiceAccessPoint] = ApplicationServiceAccessPoint,
 ) -> SimApplication:
     """The upper stack (application, ASAP, NSAP); link layers are bound afterwards."""
@@ -220,8 +236,8 @@ def build_application(
     bind(app, app.asap, app.nsap)
     app.links = []
     app.add_object(device_object)
-    for obj in objects:
-        app.add_object(obj)
+    app._lazy_points = {point_identifier(p): p for p in points}
+    device_object._object_ids = [device_object.objectIdentifier, *app._lazy_points]
     return app
 
 
@@ -241,4 +257,8 @@ def attach_network_port(
     app.objectName[port.objectName] = port
     app.objectIdentifier[port.objectIdentifier] = port
     port._app = app
+    device = app.device_object
+    if isinstance(device, SimDeviceObject) and device._object_ids is not None:
+        device._object_ids.append(port.objectIdentifier)
+        device._cached_object_list = None
     return port

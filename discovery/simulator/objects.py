@@ -110,23 +110,28 @@ _CLASSES: dict[str, type] = {
 
 
 class SimDeviceObject(DeviceObject):
-    """A device object whose object list is computed once (10,000 objects stay cheap)."""
+    """A device object whose object list is fixed when the device is built.
 
+    The simulated applications create point objects lazily (see `SimApplication`), so
+    the list cannot come from the application's object table."""
+
+    _object_ids: list[ObjectIdentifier] | None = None
     _cached_object_list: Any = None
 
     @property
     def objectList(self) -> Any:  # type: ignore[override]
         if self._cached_object_list is None:
-            if not self._app:
-                return ArrayOfObjectIdentifier([self.objectIdentifier])
-            self._cached_object_list = ArrayOfObjectIdentifier(
-                list(self._app.objectIdentifier.keys())
-            )
+            ids = self._object_ids or [self.objectIdentifier]
+            self._cached_object_list = ArrayOfObjectIdentifier(list(ids))
         return self._cached_object_list
 
     @objectList.setter
     def objectList(self, value: Any) -> None:
         pass
+
+
+def point_identifier(point: PointSpec) -> ObjectIdentifier:
+    return ObjectIdentifier((point.object_type, point.instance))
 
 
 def _hyphen_to_enum_attr(name: str) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 from bacpypes3.pdu import IPv4Address
 
 from . import apps
-from .objects import make_device_object, make_point_object
+from .objects import make_device_object
 from .router import RoutedNetwork
 from .spec import (
     BRIDGE,
@@ -111,10 +111,8 @@ def _asap_class_for(role: str) -> type:
 
 
 def build_device_app(dev: DeviceSpec) -> apps.SimApplication:
-    device_object = make_device_object(dev)
-    objects = [make_point_object(p) for p in dev.points]
     return apps.build_application(
-        _app_class_for(dev.role), device_object, objects, _asap_class_for(dev.role)
+        _app_class_for(dev.role), make_device_object(dev), dev.points, _asap_class_for(dev.role)
     )
 
 
@@ -221,12 +219,24 @@ async def _wait_registered(links: list[Any]) -> None:
             ) from None
 
 
+def _check_local_address(ip: str, what: str) -> None:
+    """bacpypes3 retries a failed bind forever: find a missing alias before it does."""
+    try:
+        apps.open_udp_socket(ip, 0).close()
+    except OSError as exc:
+        raise SiteError(
+            f"cannot bind {what} to {ip}: {exc.strerror or exc} "
+            "(bridge mode needs the aliases that tests/site_fixtures.bridge_lab creates)"
+        ) from exc
+
+
 async def _start_bridge(site: RunningSite) -> None:
     """Devices on host.11, host.12, ... (aliases that bridge_lab created), port 47808."""
+    from bacpypes3.ipv4.link import NormalLinkLayer
+
     spec = site.spec
     net = ipaddress.IPv4Network(f"{spec.host}.0/24", strict=False)
     host_no = BRIDGE_FIRST_HOST
-    port = spec.base_port or BRIDGE_PORT
     router_devices = []
     for dev in site.devices:
         if dev.role == ROUTED:
@@ -234,24 +244,22 @@ async def _start_bridge(site: RunningSite) -> None:
             continue
         ip = str(net.network_address + host_no)
         host_no += 1
-        address = IPv4Address(f"{ip}/24:{port}")
+        _check_local_address(ip, f"device {dev.instance}")
+        address = IPv4Address(f"{ip}/24:{BRIDGE_PORT}")
         app = build_device_app(dev)
         # bacpypes3's own normal link layer: it also opens the broadcast listener
-        # (x.x.x.255:port), which plain broadcast discovery needs.
-        from bacpypes3.ipv4.link import NormalLinkLayer
-
+        # (x.x.x.255:47808), which plain broadcast discovery needs.
         link = NormalLinkLayer(address)
         app.nsap.bind(link, address=address)
         app.links.append(link)
         _wire_malformed(app, link)
         site.applications.append(app)
-        dev.address = f"{ip}:{port}"
-        dev.port = port
+        dev.address = f"{ip}:{BRIDGE_PORT}"
+        dev.port = BRIDGE_PORT
     if router_devices:
         ip = str(net.network_address + host_no)
-        address = IPv4Address(f"{ip}/24:{port}")
-        from bacpypes3.ipv4.link import NormalLinkLayer
-
+        _check_local_address(ip, "the router")
+        address = IPv4Address(f"{ip}/24:{BRIDGE_PORT}")
         router = RoutedNetwork(ROUTED_NETWORK, f"simnet-{os.getpid()}-{id(site)}")
         router.attach_ip(NormalLinkLayer(address), address)
         for dev in router_devices:

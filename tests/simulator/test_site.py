@@ -41,7 +41,9 @@ DEVICE_KEYS = {
 OBJECT_KEYS = {"object_type", "instance", "name", "description", "units", "state_texts"}
 
 
-def run_probe(site: SimulatedSite, *extra: str, timeout: float = 120) -> dict[str, Any]:
+def run_probe(
+    site: SimulatedSite, *extra: str, port: int | None = None, timeout: float = 120
+) -> dict[str, Any]:
     """Run tests/simulator/probe.py against the site; return its JSON result."""
     ready_file = site.workdir / "ready.json"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -53,7 +55,7 @@ def run_probe(site: SimulatedSite, *extra: str, timeout: float = 120) -> dict[st
             "-m",
             "tests.simulator.probe",
             str(ready_file),
-            str(free_udp_port()),
+            str(port or free_udp_port()),
             *extra,
         ],
         cwd=REPO,
