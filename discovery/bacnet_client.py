@@ -99,7 +99,7 @@ _VALUE_BATCH_CAP = 100  # measured best on segmenting devices (BACNET_NOTES)
 _TEXT_BATCH_CAP = 40
 _OBJECT_LIST_BATCH_CAP = 100
 # Requests in flight to one device when reading element by element or property by property.
-_PER_DEVICE_IN_FLIGHT = 4
+_PER_DEVICE_IN_FLIGHT = 2
 # The local device accepts segmented answers up to this size (64 x 1476 bytes).
 _LOCAL_MAX_APDU = 1476
 _LOCAL_MAX_SEGMENTS = 64
@@ -706,6 +706,17 @@ class _DeviceWork:
         self.bp = session.bp
         self.supports_rpm = supports_rpm
 
+    async def _pipelined(
+        self, batches: list[list[Any]], run: Callable[[list[Any]], Awaitable[None]]
+    ) -> None:
+        """The first batch alone (a silent device fails once, an RPM reject is learnt
+        once), then the others with a few requests in flight (``_Session.in_flight``)."""
+        if not batches:
+            return
+        await run(batches[0])
+        if self.supports_rpm and len(batches) > 1:
+            await asyncio.gather(*(run(batch) for batch in batches[1:]))
+
     # -- device properties -------------------------------------------------------------
 
     async def device_properties(self) -> DeviceProperties:
@@ -778,10 +789,9 @@ class _DeviceWork:
             size = batch_size(
                 _OBJECT_LIST_ITEM_BYTES, props.max_apdu, props.segmentation, _OBJECT_LIST_BATCH_CAP
             )
-            for batch in _batches(indexes, size):
-                await self._object_list_batch(batch, found)
-                if not self.supports_rpm:
-                    break
+            await self._pipelined(
+                _batches(indexes, size), lambda batch: self._object_list_batch(batch, found)
+            )
         missing = [i for i in indexes if i not in found]
         if missing:
             values = await asyncio.gather(*(self._object_list_element(i) for i in missing))
@@ -837,10 +847,9 @@ class _DeviceWork:
             size = batch_size(
                 _OBJECT_TEXT_BYTES, props.max_apdu, props.segmentation, _TEXT_BATCH_CAP
             )
-            for batch in _batches(wanted, size):
-                await self._texts_batch(batch, raw)
-                if not self.supports_rpm:
-                    break
+            await self._pipelined(
+                _batches(wanted, size), lambda batch: self._texts_batch(batch, raw)
+            )
         pending = [obj for obj in wanted if not raw[obj]]
         if pending:
             await asyncio.gather(*(self._texts_one_by_one(obj, raw) for obj in pending))
@@ -913,7 +922,9 @@ class _DeviceWork:
         answered = False
         if self.supports_rpm:
             size = batch_size(_VALUE_BYTES, target.max_apdu, target.segmentation, _VALUE_BATCH_CAP)
-            for batch in _batches(refs, size):
+
+            async def one_batch(batch: list[PointRef]) -> None:
+                nonlocal answered
                 try:
                     await self._values_batch(batch, values)
                     answered = True
@@ -922,9 +933,10 @@ class _DeviceWork:
                         raise  # the device does not answer at all: fail it as a whole
                     for ref in batch:
                         values[ref] = self._point_error(ref, exc)
-                if not self.supports_rpm:
-                    break
+                # Kept current so that a device deadline keeps what was read.
                 result.values = [values[r] for r in refs if r in values]
+
+            await self._pipelined(_batches(refs, size), one_batch)
         result.supports_rpm = self.supports_rpm
         pending = [r for r in refs if r not in values]
         if pending:

@@ -1,0 +1,48 @@
+"""A device with 10,000 objects: the object list, every point's texts and every value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from discovery.bacnet_client import BACnetClient
+from discovery.bacnet_types import DeviceTarget, PointRef
+from tests.bacnet.conftest import fast_config
+from tests.site_fixtures import SimulatedSite, start_site
+
+OBJECTS = 10_000
+
+
+@pytest.fixture(scope="module")
+def big_site() -> Iterator[SimulatedSite]:
+    running = start_site(devices=0, objects=0, extra_args=[f"--big-object-list={OBJECTS}"])
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.slow
+def test_it_enumerates_and_reads_ten_thousand_objects(big_site: SimulatedSite) -> None:
+    device = big_site.device("big")
+    assert len(device["objects"]) == OBJECTS
+    # A long device deadline: 10,000 objects take many requests (still bounded).
+    config = fast_config(device_deadline_s=240, request_deadline_s=10)
+    with BACnetClient(config) as client:
+        properties = client.read_device_properties(device["instance"], device["address"])
+        points = client.enumerate_points(device["instance"], device["address"], properties)
+        assert sorted((p.object_type, p.instance, p.name) for p in points) == sorted(
+            (o["object_type"], o["instance"], o["name"]) for o in device["objects"]
+        )
+        target = DeviceTarget(
+            instance=device["instance"],
+            address=device["address"],
+            points=[PointRef(p.object_type, p.instance) for p in points],
+            max_apdu=properties.max_apdu,
+            segmentation=properties.segmentation,
+        )
+        (result,) = client.read_points([target])
+    assert result.error == ""
+    assert len(result.values) == OBJECTS
+    assert [v.error for v in result.values if v.error] == []
