@@ -45,7 +45,7 @@ class PreflightError(Exception):
     """Something the worker needs does not answer; the message says what to fix."""
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Run the native BACnet worker (Celery queue 'bacnet', or the "
         "database-backend loop) after checking that the database and broker answer."
@@ -87,7 +87,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="database backend: handle the pending jobs, then exit",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def setup_django(args: argparse.Namespace) -> None:
