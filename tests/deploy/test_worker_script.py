@@ -175,6 +175,10 @@ def test_it_asks_for_migrate_on_an_empty_database(worker_env: dict[str, str]) ->
     assert "migrate" in result.stderr
 
 
+def _alive(env: dict[str, str], name: str) -> bool:
+    return _run(env, "--alive", "--name", name).returncode == 0
+
+
 def _active_queues(broker_url: str, node: str) -> list[str] | None:
     probe = Celery("deploy-probe", broker=broker_url)
     try:
@@ -209,6 +213,8 @@ def test_it_runs_a_solo_celery_worker_on_the_bacnet_queue_only(
             pytest.fail(f"the worker {node} never answered inspect:\n{output[-4000:]}")
 
         assert queues == ["bacnet"]
+        # The container healthcheck: the heartbeat the worker writes under its node name.
+        assert _alive(worker_env, node)
 
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=STOP_DEADLINE_S)[0]
@@ -220,10 +226,6 @@ def test_it_runs_a_solo_celery_worker_on_the_bacnet_queue_only(
     assert proc.returncode == 0, output[-4000:]
     assert "(solo)" in output
     assert "Warm shutdown" in output
-
-
-def _alive(env: dict[str, str], name: str) -> bool:
-    return _run(env, "--alive", "--name", name).returncode == 0
 
 
 def test_it_runs_the_database_backend_loop_and_stops_on_sigterm(
