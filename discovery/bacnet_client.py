@@ -563,6 +563,19 @@ def _is_service_unsupported(error: BACnetError) -> bool:
 # --------------------------------------------------------------------------------------
 
 
+async def _all(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
+    """asyncio.gather that cancels the others when one fails: no request outlives its device."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        raise
+
+
 def _batches(items: Sequence[Any], size: int) -> list[list[Any]]:
     size = max(1, size)
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
@@ -715,7 +728,7 @@ class _DeviceWork:
             return
         await run(batches[0])
         if self.supports_rpm and len(batches) > 1:
-            await asyncio.gather(*(run(batch) for batch in batches[1:]))
+            await _all(run(batch) for batch in batches[1:])
 
     # -- device properties -------------------------------------------------------------
 
@@ -741,10 +754,10 @@ class _DeviceWork:
     async def _device_properties_one_by_one(self, props: list[str]) -> dict[str, Any]:
         # The name first: a device that cannot answer it is not worth 10 more timeouts.
         raw = {"object-name": await self._read_or_error("device", self.s.instance, props[0])}
-        if isinstance(raw["object-name"], BACnetTimeout):
-            raise raw["object-name"]
-        values = await asyncio.gather(
-            *(self._read_or_error("device", self.s.instance, prop) for prop in props[1:])
+        if isinstance(raw["object-name"], BACnetError):
+            raise raw["object-name"]  # every device object has a name: the device is the problem
+        values = await _all(
+            self._read_or_error("device", self.s.instance, prop) for prop in props[1:]
         )
         raw.update(zip(props[1:], values, strict=True))
         return raw
@@ -794,7 +807,7 @@ class _DeviceWork:
             )
         missing = [i for i in indexes if i not in found]
         if missing:
-            values = await asyncio.gather(*(self._object_list_element(i) for i in missing))
+            values = await _all(self._object_list_element(i) for i in missing)
             for index, value in zip(missing, values, strict=True):
                 if value is not None:
                     found[index] = value
@@ -852,7 +865,7 @@ class _DeviceWork:
             )
         pending = [obj for obj in wanted if not raw[obj]]
         if pending:
-            await asyncio.gather(*(self._texts_one_by_one(obj, raw) for obj in pending))
+            await _all(self._texts_one_by_one(obj, raw) for obj in pending)
         return [self._point_from(obj, raw[obj]) for obj in wanted]
 
     async def _texts_batch(
@@ -883,7 +896,7 @@ class _DeviceWork:
         self, obj: tuple[str, int], raw: dict[tuple[str, int], dict[str, Any]]
     ) -> None:
         props = self.text_properties(obj[0])
-        values = await asyncio.gather(*(self._read_or_error(obj[0], obj[1], p) for p in props))
+        values = await _all(self._read_or_error(obj[0], obj[1], p) for p in props)
         raw[obj] = dict(zip(props, values, strict=True))
         if all(isinstance(v, BACnetTimeout) for v in values):
             raise values[0]
@@ -944,7 +957,7 @@ class _DeviceWork:
                 # Probe with the first point so a silent device costs one deadline only.
                 values[pending[0]] = await self._value_one(pending[0], raise_timeout=True)
                 pending = pending[1:]
-            read = await asyncio.gather(*(self._value_one(r) for r in pending))
+            read = await _all(self._value_one(r) for r in pending)
             values.update(zip(pending, read, strict=True))
         result.values = [values[r] for r in refs]
 
@@ -1088,6 +1101,7 @@ class BACnetClient:
                 future.result(timeout=self.config.request_deadline_s + 15)
             except BaseException as exc:
                 future.cancel()
+                self._close_stack()
                 self._shutdown_loop()
                 if isinstance(exc, BACnetError):
                     raise
@@ -1234,28 +1248,36 @@ class BACnetClient:
         with self._lock:
             if self._loop is None:
                 return
-            if self._app is not None and self._thread is not None and self._thread.is_alive():
-                future = asyncio.run_coroutine_threadsafe(self._astop(), self._loop)
-                try:
-                    future.result(timeout=5)
-                except BaseException as exc:
-                    log.warning("BACnet client did not stop cleanly: %r", exc)
+            self._close_stack()
             self._shutdown_loop()
             self._interface = None
             log.info("BACnet client stopped")
 
+    def _close_stack(self) -> None:
+        """Close the BAC0 application, if one was built (also after a failed start)."""
+        if self._bacnet is None or self._loop is None:
+            return
+        if self._thread is None or not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._astop(), self._loop)
+        try:
+            future.result(timeout=5)
+        except BaseException as exc:
+            log.warning("BACnet client did not stop cleanly: %r", exc)
+
     async def _astop(self) -> None:
-        app, self._app = self._app, None
-        bp = self._bp
+        bacnet, self._bacnet = self._bacnet, None
+        self._app = None
+        if bacnet is None:
+            return
+        app = bacnet.this_application.app
         for link in app.link_layers.values():
             if getattr(link, "bbmdAddress", None) is not None:
                 link.unregister()  # tell the BBMD now rather than let the entry expire
         await asyncio.sleep(0.05)  # let the unregistration packet leave
         app.close()
-        local = getattr(self._bacnet, "localIPAddr", None)
-        if local is not None:
-            bp.Bac0Base._used_ips.discard(local)
-        self._bacnet = None
+        # BAC0 refuses a second application on an address it remembers as used.
+        self._bp.Bac0Base._used_ips.discard(bacnet.localIPAddr)
 
     def _shutdown_loop(self) -> None:
         loop, thread = self._loop, self._thread
