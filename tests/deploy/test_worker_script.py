@@ -106,6 +106,18 @@ def test_it_writes_a_tagged_log_file(worker_env: dict[str, str]) -> None:
     assert "Start-up checks passed" in text
 
 
+def test_it_logs_to_the_console_only_when_the_log_file_is_turned_off(
+    worker_env: dict[str, str],
+) -> None:
+    worker_env["BACNET_WORKER_LOG_FILE"] = ""
+
+    result = _run(worker_env, "--check")
+
+    assert result.returncode == 0, result.stderr
+    assert "Start-up checks passed" in result.stderr
+    assert not (Path(worker_env["BACNET_DATA_DIR"]) / "logs").exists()
+
+
 def test_it_names_database_url_when_postgres_does_not_answer(
     worker_env: dict[str, str], closed_port: int
 ) -> None:
