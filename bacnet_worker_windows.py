@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_database_worker(args)
         return run_celery_worker(args, settings.LOG_LEVEL.upper())
     except PreflightError as exc:
-        # Logging may not be configured yet (bad settings): say it on stderr as well.
+        # With settings that do not load, logging is not configured: print instead.
         if logging.getLogger().handlers:
             log.error("Not starting: %s", exc)
         else:
