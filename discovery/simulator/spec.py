@@ -73,8 +73,18 @@ class SiteSpec:
         for port in (self.bbmd_port, self.base_port):
             if not 0 <= port <= 65535:
                 raise ValueError(f"port {port} out of range")
+        if self.mode == BRIDGE and not _is_three_octets(self.host):
+            raise ValueError(
+                f"bridge mode wants --host as the lab's /24 prefix, e.g. 198.18.150, "
+                f"not {self.host!r}"
+            )
         if "{instance}" not in self.name_pattern:
             raise ValueError("name pattern needs {instance} (device names must be unique)")
+
+
+def _is_three_octets(text: str) -> bool:
+    parts = text.split(".")
+    return len(parts) == 3 and all(p.isdigit() and 0 <= int(p) <= 255 for p in parts)
 
 
 @dataclass

@@ -98,10 +98,18 @@ def test_it_refuses_a_port_that_is_taken_with_a_clear_error() -> None:
     assert f"cannot bind the BBMD to 127.0.0.1:{port}" in proc.stderr
 
 
-def test_it_refuses_bad_options() -> None:
-    proc = _run_failing(["--devices=-1"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--devices=-1"], "must not be negative"),
+        (["--mode=bridge"], "bridge mode wants --host as the lab's /24 prefix"),
+        (["--name-pattern=Same"], "name pattern needs {instance}"),
+    ],
+)
+def test_it_refuses_bad_options(args: list[str], message: str) -> None:
+    proc = _run_failing(args)
     assert proc.returncode != 0
-    assert "must not be negative" in proc.stderr
+    assert message in proc.stderr
 
 
 def test_it_uses_consecutive_ports_from_base_port() -> None:
