@@ -1067,7 +1067,7 @@ class BACnetClient:
 
     @property
     def local_address(self) -> str:
-        """ "A.B.C.D:port" the client is bound to."""
+        """The address the client is bound to, "A.B.C.D:port"."""
         if self._interface is None:
             raise BACnetError("the BACnet client is not started")
         return f"{self._interface.ip}:{self._interface.port}"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 from discovery.bacnet_client import BACnetClient
-from discovery.bacnet_types import DeviceEnumeration, PointInfo
+from discovery.bacnet_types import DeviceEnumeration, DiscoveryResult, PointInfo
 from tests.bacnet.conftest import DEVICE_DEADLINE_S, Enumerated
 from tests.site_fixtures import SimulatedSite
 
@@ -138,3 +140,16 @@ def test_it_enumerates_the_points_of_one_device(client: BACnetClient, site: Simu
     # Without properties given, the client reads them itself.
     points = client.enumerate_points(device["instance"], device["address"])
     assert found_points(points) == expected_points(device)
+
+
+def test_it_stops_and_raises_when_the_callback_fails(
+    client: BACnetClient, site: SimulatedSite, discovered: DiscoveryResult
+) -> None:
+    def on_device(item: DeviceEnumeration) -> None:
+        raise RuntimeError("storage is down")
+
+    with pytest.raises(RuntimeError, match="storage is down"):
+        client.enumerate_devices(discovered.devices, on_device=on_device)
+    # The client is unharmed.
+    device = site.normal_devices[0]
+    assert client.read_device_properties(device["instance"], device["address"]).name

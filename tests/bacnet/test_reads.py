@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -188,3 +189,15 @@ def test_it_reads_a_device_with_what_enumeration_found(
     (result,) = client.read_points([target])
     assert result.error == ""
     assert all(v.error == "" for v in result.values)
+
+
+def test_it_serves_several_caller_threads_at_once(
+    client: BACnetClient, site: SimulatedSite
+) -> None:
+    targets = [target_for(d) for d in site.normal_devices]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        rounds = list(pool.map(lambda _: client.read_points(targets), range(8)))
+    for results in rounds:
+        assert [r.instance for r in results] == [t.instance for t in targets]
+        assert all(r.error == "" for r in results)
+        assert all(v.error == "" for r in results for v in r.values)
