@@ -437,10 +437,16 @@ def safe_text(value: Any) -> str:
     if value is None:
         return ""
     try:
-        text = value if isinstance(value, str) else str(value)
+        # A plain str: bacpypes3's CharacterString subclass would drag bacpypes3 into
+        # every pickle, and overrides encode().
+        text = str.__str__(value) if isinstance(value, str) else str(value)
     except Exception:
         return ""
-    return str.encode(text, "utf-8", "replace").decode("utf-8", "replace")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text
 
 
 def _enum_text(value: Any) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import pickle
 import threading
 from typing import Any
 
@@ -153,3 +156,16 @@ def test_it_stops_and_raises_when_the_callback_fails(
     # The client is unharmed.
     device = site.normal_devices[0]
     assert client.read_device_properties(device["instance"], device["address"]).name
+
+
+def test_it_returns_plain_python_values(
+    discovered: DiscoveryResult, enumerated: Enumerated
+) -> None:
+    # No bacpypes3 types inside: results cross processes (pickle) and Celery (JSON).
+    for result in (discovered, *enumerated.results):
+        assert b"bacpypes3" not in pickle.dumps(result)
+        json.dumps(dataclasses.asdict(result))
+    for result in enumerated.results:
+        for point in result.points:
+            assert type(point.name) is str
+            assert type(point.units) is str

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -201,3 +204,9 @@ def test_it_serves_several_caller_threads_at_once(
         assert [r.instance for r in results] == [t.instance for t in targets]
         assert all(r.error == "" for r in results)
         assert all(v.error == "" for r in results for v in r.values)
+
+
+def test_it_returns_plain_python_values(read_all: dict[int, DeviceReadResult]) -> None:
+    for result in read_all.values():
+        assert b"bacpypes3" not in pickle.dumps(result)
+        json.dumps(dataclasses.asdict(result))
