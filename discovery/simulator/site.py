@@ -76,11 +76,7 @@ class RunningSite:
         }
 
     def close(self) -> None:
-        for link in self.foreign_links:
-            try:
-                link.unregister()
-            except Exception:
-                log.debug("unregister failed", exc_info=True)
+        # No unregistering from the BBMD: it lives in this process and goes away too.
         if self.router is not None:
             self.router.close()
         for app in self.applications:
@@ -198,10 +194,10 @@ async def _start_loopback(site: RunningSite) -> None:
         for dev in router_devices:
             router.add_device(dev, build_device_app(dev))
         site.router = router
-        await router.announce()
 
     await _wait_registered(site.foreign_links)
     if site.router is not None:
+        # Once registered: a foreign device cannot broadcast before that.
         await site.router.announce()
 
 
@@ -269,7 +265,15 @@ async def _start_bridge(site: RunningSite) -> None:
     servers = [link.server for app in site.applications for link in app.links]
     if site.router is not None:
         servers.append(site.router.ip_link.server)
-    await asyncio.wait_for(asyncio.gather(*(s._local_transport_ready.wait() for s in servers)), 20)
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*(s._local_transport_ready.wait() for s in servers)), 20
+        )
+    except TimeoutError:
+        raise SiteError(
+            f"the bridge sockets did not open within 20 s: is port {BRIDGE_PORT} taken "
+            "on the lab addresses (or on 0.0.0.0)?"
+        ) from None
     if site.router is not None:
         await site.router.announce()
 
@@ -334,9 +338,11 @@ async def serve(spec: SiteSpec, ready_file: str | os.PathLike[str] | None = None
         # Not available outside the main thread or on Windows: Ctrl-C still works.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    # Decoding errors of garbage datagrams are logged by bacpypes3 and dropped; keep
-    # one line each instead of a traceback per datagram.
-    logging.getLogger("bacpypes3").setLevel(logging.CRITICAL)
+    # bacpypes3 logs a traceback for every datagram it cannot decode, and the fault
+    # tests send thousands on purpose: silence it unless the caller set a level.
+    bacpypes_log = logging.getLogger("bacpypes3")
+    if bacpypes_log.level == logging.NOTSET:
+        bacpypes_log.setLevel(logging.CRITICAL)
     site = await start_site(spec)
     try:
         _log_started(site)

@@ -1,6 +1,7 @@
 """A BACnet client in its own process, to check the simulator from the outside.
 
     python -m tests.simulator.probe READY_FILE PORT [--bind ADDR/LEN] [--no-bbmd]
+        [--read-roles normal,routed]
 
 Starts BAC0.lite on ADDR (default 127.0.0.1/8) and PORT, registered as a foreign device
 with the site's BBMD (unless --no-bbmd), then runs every check below against the
@@ -58,7 +59,9 @@ async def _call(coro: Any) -> dict[str, Any]:
     return {"value": _plain(value), "elapsed": time.monotonic() - started}
 
 
-async def run(ready: dict[str, Any], port: int, bind: str, use_bbmd: bool) -> dict[str, Any]:
+async def run(
+    ready: dict[str, Any], port: int, bind: str, use_bbmd: bool, read_roles: set[str] | None
+) -> dict[str, Any]:
     import BAC0
     from bacpypes3.pdu import Address
     from bacpypes3.primitivedata import ObjectIdentifier
@@ -90,6 +93,8 @@ async def run(ready: dict[str, Any], port: int, bind: str, use_bbmd: bool) -> di
 
         reads: dict[str, Any] = {}
         for dev in ready["devices"]:
+            if read_roles is not None and dev["role"] not in read_roles:
+                continue
             addr = Address(dev["address"])
             entry: dict[str, Any] = {}
             first_obj = dev["objects"][0]
@@ -134,10 +139,12 @@ def main() -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--bind", default="127.0.0.1/8")
     parser.add_argument("--no-bbmd", action="store_true")
+    parser.add_argument("--read-roles", default="", help="comma-separated; default all")
     args = parser.parse_args()
     with open(args.ready_file, encoding="utf-8") as fh:
         ready = json.load(fh)
-    result = asyncio.run(run(ready, args.port, args.bind, not args.no_bbmd))
+    roles = set(args.read_roles.split(",")) if args.read_roles else None
+    result = asyncio.run(run(ready, args.port, args.bind, not args.no_bbmd, roles))
     print("PROBE-RESULT " + json.dumps(result), flush=True)
 
 

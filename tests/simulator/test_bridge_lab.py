@@ -28,7 +28,14 @@ def test_it_finds_every_bridge_device_with_a_plain_global_who_is() -> None:
         try:
             assert site.bbmd is None and site.mode == "bridge"
             # The client owns the bridge's own address: port 47808 there is ours alone.
-            probe = run_probe(site, "--bind", lab["client_address"], "--no-bbmd", port=BACNET_PORT)
+            probe = run_probe(
+                site,
+                "--bind",
+                lab["client_address"],
+                "--no-bbmd",
+                "--read-roles=normal,routed",
+                port=BACNET_PORT,
+            )
         finally:
             assert site.stop() == 0
     found = {instance: address for instance, address in probe["discovered"]}

@@ -60,7 +60,7 @@ def test_it_survives_garbage_datagrams_on_every_socket() -> None:
                     sock.sendto(frame, target)
         # Still alive, and still answering a real client.
         assert site.process.poll() is None, site.log
-        probe = run_probe(site)
+        probe = run_probe(site, "--read-roles=normal,routed")
         normal = site.normal_devices[0]
         assert [normal["instance"], normal["address"]] in probe["discovered"]
         assert "value" in probe["reads"][str(normal["instance"])]["present_value"]

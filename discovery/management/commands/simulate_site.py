@@ -95,3 +95,6 @@ def _setup_logging(verbosity: int) -> None:
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
     logger.propagate = False
+    # bacpypes3 logs a traceback for each datagram it cannot decode, and the fault tests
+    # send thousands on purpose: show them only at -v 2.
+    logging.getLogger("bacpypes3").setLevel(logging.WARNING if verbosity > 1 else logging.CRITICAL)
