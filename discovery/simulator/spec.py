@@ -23,6 +23,8 @@ ROUTED = "routed"
 BIG = "big"
 FAULT_ROLES = (NO_SEGMENTATION, NO_RPM, SILENT, MALFORMED, HOSTILE, ROUTED)
 
+MAX_INSTANCE = 4194302  # 4194303 is the wildcard instance
+
 LOOPBACK = "loopback"
 BRIDGE = "bridge"
 
@@ -68,8 +70,20 @@ class SiteSpec:
             raise ValueError(f"mode must be {LOOPBACK!r} or {BRIDGE!r}, not {self.mode!r}")
         if self.devices < 0 or self.objects < 0 or self.big_object_list < 0:
             raise ValueError("device and object counts must not be negative")
-        if not 0 <= self.first_instance <= 4194302:
-            raise ValueError("first instance out of range 0..4194302")
+        last = self.first_instance + self.device_count() - 1
+        if self.first_instance < 0 or last > MAX_INSTANCE:
+            raise ValueError(
+                f"device instances {self.first_instance}..{last} not in 0..{MAX_INSTANCE}"
+            )
+        if not 0 <= self.bbmd_instance <= MAX_INSTANCE:
+            raise ValueError(f"BBMD instance not in 0..{MAX_INSTANCE}")
+        if self.mode == LOOPBACK and self.first_instance <= self.bbmd_instance <= last:
+            raise ValueError(
+                f"BBMD instance {self.bbmd_instance} falls among the device instances "
+                f"{self.first_instance}..{last}"
+            )
+        if self.fd_ttl < 1:
+            raise ValueError("foreign-device TTL must be at least 1 s")
         for port in (self.bbmd_port, self.base_port):
             if not 0 <= port <= 65535:
                 raise ValueError(f"port {port} out of range")
@@ -80,6 +94,11 @@ class SiteSpec:
             )
         if "{instance}" not in self.name_pattern:
             raise ValueError("name pattern needs {instance} (device names must be unique)")
+
+    def device_count(self) -> int:
+        """How many devices `plan_site` makes (normal, fault, big)."""
+        faults = len(FAULT_ROLES) - 1 + ROUTED_DEVICES if self.faults else 0
+        return self.devices + faults + (1 if self.big_object_list else 0)
 
 
 def _is_three_octets(text: str) -> bool:

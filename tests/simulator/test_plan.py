@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from discovery.simulator.spec import OBJECT_TYPES, SiteSpec, plan_site
 
 
@@ -66,3 +68,26 @@ def test_it_gives_the_hostile_device_non_finite_values_and_nasty_strings() -> No
     assert "<script>" in hostile.name and "\x00" in hostile.description
     doc = hostile.to_json()
     assert doc["objects"][0]["value_range"] == ["nan", "nan"]
+
+
+def test_it_counts_the_devices_it_plans() -> None:
+    for spec in (
+        SiteSpec(devices=3),
+        SiteSpec(devices=2, faults=True),
+        SiteSpec(devices=0, faults=True, big_object_list=5),
+    ):
+        assert spec.device_count() == len(plan_site(spec))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (SiteSpec(first_instance=4194300, devices=5), "not in 0..4194302"),
+        (SiteSpec(first_instance=4193999, devices=5), "falls among the device instances"),
+        (SiteSpec(fd_ttl=0), "TTL"),
+        (SiteSpec(mode="wifi"), "mode must be"),
+    ],
+)
+def test_it_refuses_impossible_sites(spec: SiteSpec, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        spec.validate()
