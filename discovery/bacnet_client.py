@@ -372,23 +372,21 @@ def _load_stack() -> SimpleNamespace:
     with _stack_lock:
         if _stack is not None:
             return _stack
-        import dotenv
-
-        real_load_dotenv = dotenv.load_dotenv
-        dotenv.load_dotenv = lambda *args, **kwargs: False  # type: ignore[assignment]
+        try:
+            import dotenv
+        except ImportError:  # BAC0 then only prints a hint
+            dotenv = None
+        real_load_dotenv = dotenv.load_dotenv if dotenv else None
+        if dotenv:
+            dotenv.load_dotenv = lambda *args, **kwargs: False  # type: ignore[assignment]
         try:
             import BAC0
             import BAC0.core.app.asyncApp as bac0_async_app
-            from BAC0.core.utils.notes import LogList
             from BAC0.scripts.Base import Base as Bac0Base
         finally:
-            dotenv.load_dotenv = real_load_dotenv
-        for bac0_logger in list(LogList.LOGGERS):
-            for handler in list(bac0_logger.handlers):
-                bac0_logger.removeHandler(handler)
-                handler.close()
-            bac0_logger.propagate = True
-            bac0_logger.setLevel(logging.NOTSET)
+            if dotenv:
+                dotenv.load_dotenv = real_load_dotenv  # type: ignore[assignment]
+        _quiet_bac0_loggers()
         logging.getLogger("BAC0_Root").setLevel(logging.WARNING)
         # bacpypes3 logs every undecodable packet from a broken device at ERROR with a
         # traceback; the client reports those devices itself.
@@ -423,6 +421,18 @@ def _load_stack() -> SimpleNamespace:
             Null=primitivedata.Null,
         )
         return _stack
+
+
+def _quiet_bac0_loggers() -> None:
+    """Remove the stdout and ~/.BAC0 file handlers BAC0 gives each class logger."""
+    from BAC0.core.utils.notes import LogList
+
+    for bac0_logger in list(LogList.LOGGERS):
+        for handler in list(bac0_logger.handlers):
+            bac0_logger.removeHandler(handler)
+            handler.close()
+        bac0_logger.propagate = True
+        bac0_logger.setLevel(logging.NOTSET)
 
 
 # --------------------------------------------------------------------------------------
@@ -1170,6 +1180,7 @@ class BACnetClient:
                 f"BAC0 could not start on {spec.ip}/{spec.prefix}:{spec.port}: "
                 f"{type(exc).__name__}: {safe_text(exc)}"
             ) from None
+        _quiet_bac0_loggers()  # classes BAC0 decorated while starting, if any
         # BAC0 starts an I-Am task that polls every 10 ms forever and a task-list cleaner;
         # the client needs neither.
         for task in asyncio.all_tasks() - before:
