@@ -761,8 +761,9 @@ class _DeviceWork:
             except BACnetError as exc:
                 if _is_service_unsupported(exc):
                     self.supports_rpm = False
-                elif not _is_too_big(exc):
-                    raise
+                # Otherwise too big, or a device failing the whole request for one
+                # optional property: read them one by one (a missing device still fails,
+                # on its name).
         if not raw:
             raw = await self._device_properties_one_by_one(props)
         return self._device_properties_from(raw)
