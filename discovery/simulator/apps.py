@@ -69,11 +69,6 @@ class _SocketLinkMixin:
         bind(self, self.codec, self.multiplexer.annexJ)  # type: ignore[arg-type]
         bind(self.multiplexer, self.server)  # type: ignore[arg-type]
 
-    def send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
-        transport = self.server.local_transport
-        if transport is not None:
-            transport.sendto(data, addr)
-
     def close(self) -> None:
         self.server.close()
 

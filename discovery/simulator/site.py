@@ -113,8 +113,16 @@ def build_device_app(dev: DeviceSpec) -> apps.SimApplication:
 
 
 def _wire_malformed(app: apps.SimApplication, link: Any) -> None:
-    if isinstance(app.asap, apps.MalformedASAP):
-        app.asap.raw_send = lambda data, source: link.send_raw(data, source.addrTuple)
+    """Give the malformed device a way to put raw bytes on the wire, past bacpypes3."""
+    if not isinstance(app.asap, apps.MalformedASAP):
+        return
+    server = link.server  # ours or bacpypes3's link layer: both end in a datagram server
+
+    def send(data: bytes, source: Any) -> None:
+        if server.local_transport is not None:
+            server.local_transport.sendto(data, source.addrTuple)
+
+    app.asap.raw_send = send
 
 
 def _bind_port(host: str, port: int, what: str) -> Any:

@@ -209,6 +209,7 @@ def test_it_answers_the_malformed_device_reads_with_nothing_decodable(
     assert [dev["instance"], dev["address"]] in probe["discovered"]
     assert "value" not in reads_of(probe, dev)["present_value"]
     assert faulty_site.process.poll() is None
+    assert "could not send" not in faulty_site.log
 
 
 def test_it_serves_hostile_strings_and_non_finite_values(
