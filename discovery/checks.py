@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 
 from discovery.bacnet_client import (
     host_ipv4_interfaces,
@@ -35,8 +35,12 @@ _POSITIVE_SETTINGS = (
 
 
 @register(Tags.compatibility)
-def check_bacnet_interface(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    """discovery.E001: BACNET_INTERFACE does not parse; E002: not an address of this host."""
+def check_bacnet_interface(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    """discovery.E001: BACNET_INTERFACE does not parse; W002: not an address of this host.
+
+    W002 is a warning, not an error: web and workers often share one ``.env``, and the
+    web container does not have the BACnet worker's address. The client itself refuses
+    to start on an address the host does not have."""
     text = getattr(settings, "BACNET_INTERFACE", "")
     if not text:
         return []  # auto-detected when the client starts
@@ -54,12 +58,12 @@ def check_bacnet_interface(app_configs: Any = None, **kwargs: Any) -> list[Error
     if not is_host_address(spec.ip):
         known = ", ".join(f"{ip}/{prefix}" for ip, prefix, _ in host_ipv4_interfaces())
         return [
-            Error(
+            Warning(
                 f"BACNET_INTERFACE {text!r}: {spec.ip} is not an address of this host.",
                 hint=(f"This host has: {known}. " if known else "")
                 + "Set BACNET_INTERFACE for the process that runs the BACnet worker, on the "
                 "host that has that address, or leave it empty to auto-detect.",
-                id="discovery.E002",
+                id="discovery.W002",
             )
         ]
     return []

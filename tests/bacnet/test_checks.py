@@ -34,7 +34,7 @@ def test_it_reports_an_interface_that_does_not_parse(settings, value: str) -> No
 def test_it_reports_an_interface_this_host_does_not_have(settings) -> None:
     settings.BACNET_INTERFACE = "192.0.2.77/24"
     errors = check_bacnet_interface()
-    assert ids(errors) == ["discovery.E002"]
+    assert ids(errors) == ["discovery.W002"]
     assert "127.0.0.1/8" in errors[0].hint  # lists what the host has
 
 
