@@ -54,6 +54,11 @@ class Stat:
     def text(self, unit: str) -> str:
         if len(self.values) == 1:
             return f"{fmt(self.median, unit)} (1 run)"
+        if unit == "s":
+            # One unit for the median and its range, chosen by the median.
+            scale, shown = (1000, "ms") if self.median < 1 else (1, "s")
+            parts = [fmt(v * scale, "ms", bare=True) for v in (self.median, self.low, self.high)]
+            return f"{parts[0]} {shown} ({parts[1]}-{parts[2]})"
         low, high = fmt(self.low, unit, bare=True), fmt(self.high, unit, bare=True)
         return f"{fmt(self.median, unit)} ({low}-{high})"
 
