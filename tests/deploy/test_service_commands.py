@@ -56,6 +56,7 @@ def service_env(
         SECRET_KEY=FILLED_IN["SECRET_KEY"],
         ALLOWED_HOSTS="localhost",
         SECURE_COOKIES="false",
+        BACNET_BACKEND="celery",
         BACNET_ENV_FILE=os.devnull,
         BACNET_DATA_DIR=str(tmp_path / "data"),
         DATABASE_URL=_database_url(),
@@ -182,3 +183,31 @@ def test_it_runs_the_celery_service_on_the_default_queue_and_pings_it(
     assert queues.returncode == 0, queues.stderr
     assert "'name': 'default'" in queues.stdout
     assert "'name': 'bacnet'" not in queues.stdout
+
+
+def test_it_runs_the_bacnet_worker_service_until_its_heartbeat_check_passes(
+    compose: ComposeProject, service_env: dict[str, str]
+) -> None:
+    service = compose.config(profiles=("bacnet",))["services"]["bacnet-worker"]
+    host = f"deploy-{uuid.uuid4().hex[:8]}"
+    # The compose environment, except the addresses: this test's database and Redis.
+    service_env["BACNET_WORKER_LOG_FILE"] = service["environment"]["BACNET_WORKER_LOG_FILE"]
+    service_env.update(BACNET_INTERFACE="127.0.0.1/8", BACNET_PORT=str(_free_udp_port()))
+    command = [word.replace("%h", host) for word in service["command"]]
+    assert command[0] == "python"
+    proc = _start([sys.executable, *command[1:]], service_env)
+    try:
+        _until_healthy(
+            proc, lambda: _healthcheck(service, service_env, {"%h": host}), "the BACnet worker"
+        )
+    finally:
+        output = _stop(proc)
+
+    assert "Database: PostgreSQL" in output
+    assert f"bacnet-worker@{host} ready" in output
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
