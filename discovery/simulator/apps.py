@@ -27,7 +27,7 @@ from bacpypes3.comm import bind
 from bacpypes3.errors import UnrecognizedService
 from bacpypes3.ipv4 import IPv4DatagramServer
 from bacpypes3.ipv4.bvll import BVLLCodec
-from bacpypes3.ipv4.service import BIPBBMD, BIPForeign, BIPNormal, UDPMultiplexer
+from bacpypes3.ipv4.service import BIPBBMD, BIPForeign, UDPMultiplexer
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.netservice import NetworkServiceAccessPoint, NetworkServiceElement
 from bacpypes3.pdu import PDU, IPv4Address
@@ -86,10 +86,6 @@ class SocketForeignLink(_SocketLinkMixin, BIPForeign):
             handle.cancel()
         super().close()
 
-    @property
-    def registered(self) -> bool:
-        return self.bbmdRegistrationStatus == 0
-
 
 class SocketBBMDLink(_SocketLinkMixin, BIPBBMD):
     def __init__(self, address: IPv4Address, sock: socket.socket) -> None:
@@ -101,12 +97,6 @@ class SocketBBMDLink(_SocketLinkMixin, BIPBBMD):
         if handle is not None:
             handle.cancel()
         super().close()
-
-
-class SocketNormalLink(_SocketLinkMixin, BIPNormal):
-    def __init__(self, address: IPv4Address, sock: socket.socket) -> None:
-        BIPNormal.__init__(self)
-        self._build_lower(address, sock)
 
 
 # --------------------------------------------------------------------------- ASAPs

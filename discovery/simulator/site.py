@@ -367,4 +367,7 @@ async def serve(spec: SiteSpec, ready_file: str | os.PathLike[str] | None = None
 
 def run_site(spec: SiteSpec, ready_file: str | os.PathLike[str] | None = None) -> None:
     """Blocking entry point of `simulate_site`: returns after SIGTERM/SIGINT."""
-    asyncio.run(serve(spec, ready_file))
+    # Where signal handlers cannot be installed (Windows), Ctrl-C arrives as
+    # KeyboardInterrupt; asyncio.run has closed everything by then.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(spec, ready_file))

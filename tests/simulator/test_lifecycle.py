@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import subprocess
 
@@ -80,6 +81,16 @@ def test_it_exits_zero_on_sigterm_and_frees_its_ports() -> None:
     for address in addresses:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(_host_port(address))  # raises if still held
+
+
+def test_it_exits_zero_on_sigint_too() -> None:
+    site = start_site(devices=1, objects=1)
+    try:
+        site.process.send_signal(signal.SIGINT)
+        assert site.process.wait(10) == 0
+        assert "stopping the simulated site" in site.log
+    finally:
+        site.stop()
 
 
 def _run_failing(args: list[str]) -> subprocess.CompletedProcess[str]:
