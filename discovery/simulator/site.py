@@ -29,6 +29,7 @@ from bacpypes3.pdu import IPv4Address
 
 from . import apps
 from .objects import make_device_object
+from .plan import plan_site
 from .router import RoutedNetwork
 from .spec import (
     BRIDGE,
@@ -41,7 +42,6 @@ from .spec import (
     SILENT,
     DeviceSpec,
     SiteSpec,
-    plan_site,
 )
 
 log = logging.getLogger("discovery.simulator")

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from discovery.simulator.spec import OBJECT_TYPES, SiteSpec, plan_site
+from discovery.simulator.plan import OBJECT_TYPES, plan_site
+from discovery.simulator.spec import SiteSpec
 
 
 def test_it_plans_normal_devices_then_faults_then_the_big_one() -> None:
