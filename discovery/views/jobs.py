@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
@@ -104,6 +105,8 @@ def _event_stream(max_s: float, keepalive_s: float) -> Iterator[str]:
                 break
     finally:
         changes.close()
+        # The stream may idle for minutes: do not hold this thread's connection too.
+        connection.close()
 
 
 @login_required

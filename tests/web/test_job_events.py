@@ -9,10 +9,10 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from django.db import connection
 
 from discovery.jobs import request_job
 from tests.web.factories import UserFactory
+from tests.web.live import listening_connections
 from tests.worker_fixtures import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -54,15 +54,6 @@ class Stream:
 
     def close(self) -> None:
         self.conn.close()
-
-
-def listening_connections() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query ILIKE 'LISTEN%%'"
-        )
-        return cursor.fetchone()[0]
 
 
 def test_it_streams_a_job_change_to_the_page(live_server, client, quick_keepalive):

@@ -1,0 +1,171 @@
+"""A real browser (Debian's chromium through Playwright) against a live server, a
+database-backend BACnet worker process and a simulated BACnet site. Nothing is mocked.
+
+Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection, connections
+
+from discovery.jobs import request_job
+from discovery.models import BACnetDevice, BACnetPoint, BACnetReading
+from tests.conftest import skip_or_fail
+from tests.site_fixtures import start_site
+from tests.web.factories import UserFactory
+from tests.web.live import wait_for_streams_closed
+from tests.worker_fixtures import ARTIFACTS, start_database_worker, wait_for_job, worker_env
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.postgres,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+DEVICES, OBJECTS = 3, 5
+UI_TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def site():
+    site = start_site(devices=DEVICES, objects=OBJECTS, vary=True)
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def worker(site, settings):
+    # The live server runs in this process: it must hand jobs to the backend the
+    # worker serves.
+    settings.BACNET_BACKEND = "database"
+    worker = start_database_worker(
+        "browser-test@localhost", worker_env(site, BACNET_BACKEND="database")
+    )
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def page(monkeypatch, settings) -> Iterator:
+    if not Path(CHROMIUM).exists():
+        skip_or_fail("needs Debian's chromium (apt-get install chromium)")
+    # Short keep-alives: the server notices a closed page sooner.
+    settings.BACNET_EVENTS_KEEPALIVE_S = 2.0
+    # The browser keeps HTTP connections alive, and with them the live server's
+    # persistent database connections, which would keep the test database from being
+    # dropped: close each after its request instead.
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test
+    # makes between browser steps are still plain synchronous code. While that loop
+    # runs, Django keeps this thread's connections per context, not per thread.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    try:
+        yield page
+    finally:
+        context.close()
+        browser.close()
+        # Close the test's own connections while the loop still runs, where they were
+        # opened: after it stops they are out of Django's reach and would keep the test
+        # database from being dropped.
+        connections.close_all()
+        playwright.stop()
+        wait_for_streams_closed()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=True)
+
+
+def test_it_discovers_the_site_from_the_browser_and_charts_a_point(live_server, site, worker, page):
+    """GIVEN a simulated site, a BACnet worker and a logged-in operator
+    WHEN they click Start Discovery
+    THEN the job goes to completed and the devices appear without a reload, and a
+    point's page draws its trend chart."""
+    UserFactory(username="operator")
+    page.goto(live_server.url + "/")
+    assert "/accounts/login/" in page.url
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "correct horse battery")
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#start-discovery")
+    screenshot(page, "1-empty-dashboard")
+    assert page.locator("#devices tr[data-device-instance]").count() == 0
+
+    # A reload would wipe this marker: it proves the page updated itself in place.
+    page.evaluate("window.stillTheSamePage = true")
+    page.click("#start-discovery")
+    page.wait_for_selector("#discovery-feedback >> text=requested")
+    page.wait_for_selector("#recent-jobs-table tr[data-status=completed]")
+    page.wait_for_function(
+        f"document.querySelectorAll('#devices tr[data-device-instance]').length >= {DEVICES}"
+    )
+    assert page.evaluate("window.stillTheSamePage") is True
+    shown = set(page.locator("#devices tr[data-device-instance]").evaluate_all(
+        "rows => rows.map(row => Number(row.dataset.deviceInstance))"
+    ))  # fmt: skip
+    assert {d["instance"] for d in site.devices} <= shown
+    assert page.locator("#recent-jobs-table tr[data-status=failed]").count() == 0
+    screenshot(page, "2-discovered")
+
+    # Two collection cycles give the chart a line to draw.
+    for _ in range(2):
+        collect = wait_for_job(request_job("collect").pk)
+        assert collect.status == "completed", collect.error_message
+        time.sleep(1.1)  # the next cycle gets a timestamp of its own
+    assert BACnetReading.objects.exists()
+
+    device = BACnetDevice.objects.get(device_instance=site.devices[0]["instance"])
+    page.click(f"#devices tr[data-device-instance='{device.device_instance}'] a >> nth=1")
+    page.wait_for_selector("#points tr[data-point-id]")
+    screenshot(page, "3-device")
+    point = (
+        BACnetPoint.objects.filter(device=device, readings__value__isnull=False)
+        .distinct()
+        .order_by("pk")
+        .first()
+    )
+    assert point is not None
+    page.click(f"#points tr[data-point-id='{point.pk}'] a >> nth=0")
+    page.wait_for_selector("#trend-chart.drawn canvas")
+    assert int(page.get_attribute("#trend-chart", "data-points")) >= 2
+    screenshot(page, "4-point-chart")
+    assert page.errors == []
+
+
+def test_it_logs_in_and_out_in_the_browser(live_server, page):
+    UserFactory(username="operator")
+    page.goto(live_server.url + "/jobs/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "correct horse battery")
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("h1 >> text=Jobs")
+    assert page.url.endswith("/jobs/")
+    page.click("header .logout button")
+    page.wait_for_selector("#login-form")
+    assert os.path.basename(page.url.rstrip("/")) in ("login", "")
