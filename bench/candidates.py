@@ -20,7 +20,13 @@ from django.utils import timezone
 
 from discovery.bacnet_types import DeviceReadResult
 from discovery.models import BACnetDevice, BACnetPoint, BACnetReading
-from discovery.services.storage import StoredReadings, _clean_for, clean_number, clean_text
+from discovery.services.storage import (
+    StoredReadings,
+    _clean_for,
+    clean_number,
+    clean_text,
+    state_text,
+)
 
 POINTS_FILLFACTOR = 50
 
@@ -40,6 +46,7 @@ def store_readings_copy(
     results: Iterable[DeviceReadResult],
     points_by_key: dict[tuple[int, str, int], int],
     timestamp: datetime,
+    state_texts: dict[int, list[str]] | None = None,
 ) -> StoredReadings:
     summary = StoredReadings()
     online: list[int] = []
@@ -63,7 +70,8 @@ def store_readings_copy(
                 write(f"{point_id}\t\\N\t\\N\t\\N\t{_copy_text(clean_text(value.error))}\n")
                 continue
             number = clean_number(value.value)
-            text = _clean_for(BACnetReading, "value_text", value.text)
+            named = state_text(value.object_type, number, (state_texts or {}).get(point_id, ()))
+            text = _clean_for(BACnetReading, "value_text", named or value.text)
             if number is None and value.value is not None and not text:
                 text = str(value.value)
             write(
