@@ -90,7 +90,9 @@ def paginate(request: HttpRequest, items: QuerySet, per_page: int) -> Page:
 
 
 def query_without_page(request: HttpRequest) -> str:
-    """The current filters as a query string, for pagination links."""
+    """The current filters (the non-empty ones) as a query string, for links."""
     query = request.GET.copy()
     query.pop("page", None)
+    for key in [key for key, values in query.lists() if not any(values)]:
+        del query[key]
     return query.urlencode()

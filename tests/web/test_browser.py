@@ -15,10 +15,10 @@ import pytest
 from django.db import connection, connections
 
 from discovery.jobs import request_job
-from discovery.models import BACnetDevice, BACnetPoint, BACnetReading
+from discovery.models import BACnetDevice, BACnetPoint, BACnetReading, BACnetTask
 from tests.conftest import skip_or_fail
 from tests.site_fixtures import start_site
-from tests.web.factories import UserFactory
+from tests.web.factories import DeviceFactory, TaskFactory, UserFactory
 from tests.web.live import wait_for_streams_closed
 from tests.worker_fixtures import ARTIFACTS, start_database_worker, wait_for_job, worker_env
 
@@ -121,7 +121,8 @@ def test_it_discovers_the_site_from_the_browser_and_charts_a_point(live_server, 
     page.evaluate("window.stillTheSamePage = true")
     page.click("#start-discovery")
     page.wait_for_selector("#discovery-feedback >> text=requested")
-    page.wait_for_selector("#recent-jobs-table tr[data-status=completed]")
+    job_id = page.locator("#discovery-feedback a").inner_text()
+    page.wait_for_selector(f"#recent-jobs-table #job-{job_id}[data-status=completed]")
     page.wait_for_function(
         f"document.querySelectorAll('#devices tr[data-device-instance]').length >= {DEVICES}"
     )
@@ -130,7 +131,7 @@ def test_it_discovers_the_site_from_the_browser_and_charts_a_point(live_server, 
         "rows => rows.map(row => Number(row.dataset.deviceInstance))"
     ))  # fmt: skip
     assert {d["instance"] for d in site.devices} <= shown
-    assert page.locator("#recent-jobs-table tr[data-status=failed]").count() == 0
+    assert BACnetTask.objects.get(pk=job_id).kind == BACnetTask.Kind.DISCOVER
     screenshot(page, "2-discovered")
 
     # Two collection cycles give the chart a line to draw.
@@ -169,3 +170,33 @@ def test_it_logs_in_and_out_in_the_browser(live_server, page):
     page.click("header .logout button")
     page.wait_for_selector("#login-form")
     assert os.path.basename(page.url.rstrip("/")) in ("login", "")
+
+
+def log_in(live_server, page, path: str = "/") -> None:
+    UserFactory(username="operator")
+    page.goto(live_server.url + path)
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "correct horse battery")
+    page.click("#login-form button[type=submit]")
+
+
+def test_it_falls_back_to_polling_without_event_source(live_server, page):
+    page.add_init_script("delete window.EventSource")
+    log_in(live_server, page, "/jobs/")
+    page.wait_for_selector("body[data-live=polling]")
+    job = TaskFactory(progress="queued by a test")
+    page.wait_for_selector(f"#job-table #job-{job.pk}")
+    assert page.locator(f"#job-{job.pk}").inner_text().count("queued by a test") == 1
+
+
+def test_it_filters_devices_as_the_user_types(live_server, page):
+    DeviceFactory(name="Boiler plant", vendor_name="Heatco")
+    DeviceFactory(name="Chiller 2", vendor_name="Coolco")
+    log_in(live_server, page)
+    page.wait_for_selector("#devices tr[data-device-instance] >> nth=1")
+    page.fill("#device-filter input[name=q]", "boil")
+    page.wait_for_function(
+        "document.querySelectorAll('#devices tr[data-device-instance]').length === 1"
+    )
+    assert "Boiler plant" in page.locator("#devices").inner_text()
+    assert page.url.endswith("/?q=boil")
