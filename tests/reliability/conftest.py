@@ -130,3 +130,14 @@ def terminate_other_connections() -> int:
             [database_name()],
         )
         return int(cursor.fetchone()[0])
+
+
+def terminate_listeners() -> int:
+    """Kill only the sessions waiting on LISTEN (as a proxy's idle timeout would)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%%'",
+            [database_name()],
+        )
+        return int(cursor.fetchone()[0])
