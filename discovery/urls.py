@@ -13,6 +13,7 @@ urlpatterns = [
     path("devices/<int:instance>/", devices.device_detail, name="device-detail"),
     path("devices/<int:instance>/points/", devices.device_points, name="device-points"),
     path("devices/<int:instance>/enumerate/", devices.enumerate_points, name="enumerate-points"),
+    path("points/", devices.point_list, name="point-list"),
     path("points/<int:pk>/", devices.point_detail, name="point-detail"),
     path("jobs/", jobs.job_list, name="job-list"),
     path("jobs/table/", jobs.job_table, name="job-table"),

@@ -57,13 +57,28 @@ class DeviceFilter(django_filters.FilterSet):
 
 
 class PointFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="filter_text", label="Name, description or device")
     name = django_filters.CharFilter(lookup_expr="icontains")
     device_instance = django_filters.NumberFilter(field_name="device__device_instance")
     object_type = django_filters.CharFilter()
+    vendor = django_filters.CharFilter(field_name="device__vendor_name", lookup_expr="icontains")
+    online = django_filters.BooleanFilter(
+        field_name="device__is_online",
+        widget=forms.Select(
+            choices=[("", "Online and offline"), ("true", "Online"), ("false", "Offline")]
+        ),
+    )
 
     class Meta:
         model = BACnetPoint
         fields = ["device", "object_type", "object_instance", "polling_enabled"]
+
+    def filter_text(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(
+            Q(name__icontains=value)
+            | Q(description__icontains=value)
+            | Q(device__name__icontains=value)
+        )
 
 
 class ReadingFilter(django_filters.FilterSet):

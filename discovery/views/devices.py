@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -11,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from discovery.api.filters import PointFilter
 from discovery.api.ranges import RANGE_LABELS, RangeError, TimeRange, resolve_range
 from discovery.jobs import JobError, request_job
 from discovery.models import (
@@ -20,9 +22,16 @@ from discovery.models import (
     BACnetPoint,
     BACnetTask,
 )
-from discovery.views.display import device_properties, format_value, point_rows
+from discovery.views.display import (
+    device_properties,
+    format_value,
+    paginate,
+    point_rows,
+    query_without_page,
+)
 from discovery.views.forms import RangeForm
 
+POINTS_PER_PAGE = 100
 HOURLY_ROWS = 48
 DAILY_ROWS = 62
 
@@ -42,6 +51,33 @@ def device_detail(request: HttpRequest, instance: int) -> HttpResponse:
             "device": device,
             "properties": device_properties(device),
             "points": _device_points(device),
+        },
+    )
+
+
+@login_required
+@require_GET
+def point_list(request: HttpRequest) -> HttpResponse:
+    """Points across devices, searchable by name, type, vendor and device state."""
+    points = BACnetPoint.objects.select_related("device").order_by(
+        "device__device_instance", "object_type", "object_instance"
+    )
+    point_filter = PointFilter(request.GET, queryset=points)
+    types = BACnetPoint.objects.order_by("object_type").values_list("object_type", flat=True)
+    point_filter.form.fields["object_type"].widget = forms.Select(
+        choices=[("", "All types"), *((t, t) for t in types.distinct())]
+    )
+    page = paginate(
+        request, point_filter.qs if point_filter.is_valid() else points, POINTS_PER_PAGE
+    )
+    return render(
+        request,
+        "discovery/point_list.html",
+        {
+            "filter": point_filter,
+            "page": page,
+            "rows": point_rows(page.object_list),
+            "query": query_without_page(request),
         },
     )
 

@@ -57,6 +57,8 @@ def test_it_escapes_a_hostile_device_name_on_every_page(logged_in, hostile_site)
         reverse("discovery:recent-jobs"),
         reverse("discovery:device-detail", args=[device.device_instance]),
         reverse("discovery:device-points", args=[device.device_instance]),
+        reverse("discovery:point-list"),
+        reverse("discovery:point-list") + "?q=%3Cscript%3E",
         reverse("discovery:point-detail", args=[point.pk]),
         reverse("discovery:job-list"),
         reverse("discovery:job-table"),
