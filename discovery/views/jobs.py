@@ -111,8 +111,14 @@ def _event_stream(max_s: float, keepalive_s: float) -> Iterator[str]:
 
 @login_required
 @require_GET
-def job_events(request: HttpRequest) -> StreamingHttpResponse:
-    """Server-Sent Events: an ``jobs`` event with the changed jobs' id, kind and status."""
+def job_events(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """Server-Sent Events: a ``jobs`` event with the changed jobs' id, kind and status.
+
+    A stream occupies its server thread for minutes. A server with one thread per
+    process (gunicorn's sync workers) would stop serving anything else, so there the
+    answer is 204, which tells EventSource not to reconnect: the page polls instead."""
+    if not request.META.get("wsgi.multithread", False):
+        return HttpResponse(status=204)
     response = StreamingHttpResponse(
         _event_stream(_stream_max_s(), _keepalive_s()), content_type="text/event-stream"
     )

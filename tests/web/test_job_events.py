@@ -83,3 +83,11 @@ def test_it_releases_its_database_listener_when_the_browser_goes_away(
 def test_it_asks_for_a_login_before_streaming(client):
     response = client.get("/jobs/events/")
     assert response.status_code == 302
+
+
+def test_it_declines_to_stream_from_a_single_threaded_server(client):
+    """The test client presents itself as a single-threaded WSGI server, like gunicorn's
+    sync workers: a stream there would block every other request."""
+    client.force_login(UserFactory(username="watcher"))
+    response = client.get("/jobs/events/")
+    assert response.status_code == 204
