@@ -53,7 +53,7 @@ class Stat:
 
     def text(self, unit: str) -> str:
         if len(self.values) == 1:
-            return f"{fmt(self.median, unit)} (1 run)"
+            return f"{fmt(self.median, unit)} (1 sample)"
         if unit == "s":
             # One unit for the median and its range, chosen by the median.
             scale, shown = (1000, "ms") if self.median < 1 else (1, "s")
