@@ -43,20 +43,26 @@ class Listener:
 
     def __init__(self, channels: Sequence[str]) -> None:
         self.channels = list(channels)
-        self._conn = connection.get_new_connection(connection.get_connection_params())
-        self._conn.autocommit = True
-        with self._conn.cursor() as cursor:
-            for channel in self.channels:
-                cursor.execute(f'LISTEN "{channel}"')
+        # The raw driver connection raises psycopg2's errors; wrapped, they are Django's
+        # (OperationalError, InterfaceError), which the workers catch and recover from.
+        with connection.wrap_database_errors:
+            self._conn = connection.get_new_connection(connection.get_connection_params())
+            self._conn.autocommit = True
+            with self._conn.cursor() as cursor:
+                for channel in self.channels:
+                    cursor.execute(f'LISTEN "{channel}"')
 
     def wait(self, timeout_s: float) -> list[tuple[str, str]]:
-        """Block up to ``timeout_s`` for notifications; return (channel, payload) pairs."""
-        if not self._conn.notifies:
-            ready, _, _ = select.select([self._conn], [], [], max(timeout_s, 0))
-            if ready:
+        """Block up to ``timeout_s`` for notifications; return (channel, payload) pairs.
+
+        A lost connection raises Django's ``OperationalError`` or ``InterfaceError``."""
+        with connection.wrap_database_errors:
+            if not self._conn.notifies:
+                ready, _, _ = select.select([self._conn], [], [], max(timeout_s, 0))
+                if ready:
+                    self._conn.poll()
+            else:
                 self._conn.poll()
-        else:
-            self._conn.poll()
         received = [(n.channel, n.payload) for n in self._conn.notifies]
         self._conn.notifies.clear()
         return received

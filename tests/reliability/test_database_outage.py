@@ -57,17 +57,9 @@ def worker(request, site):
     process.stop()
 
 
-# Found by these tests: the database worker waits for jobs on a LISTEN connection whose
-# driver errors are not Django's, so a lost connection there ends the worker.
-LISTEN_BUG = (
-    "discovery.events.Listener.wait raises psycopg2.OperationalError, which "
-    "DatabaseWorker.run does not catch: the worker exits (patch: "
-    "/work/briefs/patches/rel-listener-errors.diff)"
-)
-XFAIL_DATABASE = [
-    pytest.param("database", marks=pytest.mark.xfail(strict=True, reason=LISTEN_BUG)),
-    "celery",
-]
+# The database worker waits for jobs on a LISTEN connection of its own: these tests
+# found that its driver errors used to end the worker (fixed in discovery/events.py).
+BACKENDS = ["database", "celery"]
 # The database worker polls every second in these tests: long enough for it to be
 # waiting for work when the connections are cut.
 IDLE_S = 2.0
@@ -110,7 +102,7 @@ def test_it_reconnects_after_losing_the_database_while_idle(site, worker):
     )
 
 
-@pytest.mark.parametrize("worker", XFAIL_DATABASE, indirect=True)
+@pytest.mark.parametrize("worker", BACKENDS, indirect=True)
 def test_it_never_half_writes_a_cycle_that_loses_the_database(site, worker):
     """GIVEN a collection in flight, held by a silent device
     WHEN every database session of the worker is terminated
@@ -145,7 +137,6 @@ def test_it_never_half_writes_a_cycle_that_loses_the_database(site, worker):
     assert worker.proc.poll() is None, worker.log()
 
 
-@pytest.mark.xfail(strict=True, reason=LISTEN_BUG)
 @pytest.mark.parametrize("worker", ["database"], indirect=True)
 def test_it_listens_again_after_losing_only_its_listen_connection(site, worker):
     """A proxy or firewall that drops the idle LISTEN connection must not end the worker."""
