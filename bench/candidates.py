@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -84,6 +84,7 @@ def store_readings_copy(
     readings = q(BACnetReading._meta.db_table)
     points = q(BACnetPoint._meta.db_table)
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_cycle_stage")
         cursor.execute(
             "CREATE TEMP TABLE bench_cycle_stage (point_id bigint, value float8, "
             "value_text text, status_flags integer, error text) ON COMMIT DROP"
@@ -122,92 +123,28 @@ def store_readings_copy(
 
 @contextlib.contextmanager
 def points_fillfactor(percent: int) -> Iterator[None]:
-    """The points table rewritten with free space in every page, then restored.
+    """The points table rewritten with free space in every page, then as it was.
 
     Every cycle rewrites each point's latest value. With free space on the page and no
     indexed column changed, PostgreSQL updates the row in place (a HOT update) instead
     of inserting a new version into every index of the table."""
     table = connection.ops.quote_name(BACnetPoint._meta.db_table)
     with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT option_value FROM pg_options_to_table("
+            "(SELECT reloptions FROM pg_class WHERE relname = %s)) "
+            "WHERE option_name = 'fillfactor'",
+            [BACnetPoint._meta.db_table],
+        )
+        row = cursor.fetchone()
         cursor.execute(f"ALTER TABLE {table} SET (fillfactor = {int(percent)})")
         cursor.execute(f"VACUUM FULL {table}")
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(f"ALTER TABLE {table} RESET (fillfactor)")
+            if row is None:
+                cursor.execute(f"ALTER TABLE {table} RESET (fillfactor)")
+            else:
+                cursor.execute(f"ALTER TABLE {table} SET (fillfactor = {int(row[0])})")
             cursor.execute(f"VACUUM FULL {table}")
-
-
-def downsample_from_hourly(
-    point_id: int, start: datetime, end: datetime, buckets: int
-) -> list[tuple[int, float, float, float, float, int]]:
-    """Chart buckets of [start, end) read from the hourly statistics where they exist.
-
-    For buckets an hour wide or wider (a week or more at 1,000 buckets), the whole hours
-    that the rollup has already summarised come from ``BACnetHourlyStat`` (one row per
-    hour instead of 60 readings), and only the edges (the partial first hour and the
-    hours after the last rolled-up one) from the readings. Averages are weighted by
-    each hour's count, so they equal the averages over the readings; the time of an
-    hour's readings is taken as its middle. Returns (bucket, mean time, average, min,
-    max, count) rows like ``discovery.api.trends.downsample``'s query."""
-    from discovery.models import BACnetHourlyStat
-
-    start_s, end_s = start.timestamp(), end.timestamp()
-    width = max((end_s - start_s) / max(1, buckets), 1e-3)
-    q = connection.ops.quote_name
-    stats = q(BACnetHourlyStat._meta.db_table)
-    readings = q(BACnetReading._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT min(bucket_start), max(bucket_start) FROM {stats} "
-            "WHERE point_id = %s AND bucket_start >= date_trunc('hour', %s::timestamptz) "
-            "AND bucket_start + interval '1 hour' <= %s",
-            [point_id, start, end],
-        )
-        first, last = cursor.fetchone()
-        if first is None or first < start:
-            # The first hour is partial: start summarising at the next whole hour.
-            first = None if first is None else max(first, _next_hour(start))
-        covered_from = first or end
-        covered_to = (last + _HOUR) if last is not None and first is not None else end
-        cursor.execute(
-            f"""
-            WITH parts AS (
-                SELECT EXTRACT(EPOCH FROM bucket_start)::float8 + 1800 AS t, count AS n,
-                       average * count AS total, minimum AS low, maximum AS high
-                FROM {stats}
-                WHERE point_id = %s AND bucket_start >= %s AND bucket_start < %s
-                UNION ALL
-                SELECT EXTRACT(EPOCH FROM timestamp)::float8, 1, value, value, value
-                FROM {readings}
-                WHERE point_id = %s AND value IS NOT NULL AND (
-                    (timestamp >= %s AND timestamp < %s) OR (timestamp >= %s AND timestamp < %s)
-                )
-            )
-            SELECT CAST(FLOOR((t - %s) / %s) AS INTEGER) AS bucket,
-                   SUM(t * n) / SUM(n), SUM(total) / SUM(n), MIN(low), MAX(high), SUM(n)
-            FROM parts GROUP BY bucket ORDER BY bucket
-            """,
-            [
-                point_id,
-                covered_from,
-                covered_to,
-                point_id,
-                start,
-                covered_from,
-                covered_to,
-                end,
-                start_s,
-                width,
-            ],
-        )
-        return cursor.fetchall()
-
-
-_HOUR = timedelta(hours=1)
-
-
-def _next_hour(moment: datetime) -> datetime:
-    floor = moment.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == moment else floor + _HOUR
