@@ -228,6 +228,7 @@ def test_it_rejects_bad_job_requests_with_clear_400_json(api):
 def test_it_answers_404_json_for_an_unknown_task_status(api):
     body = assert_json_error(api.get("/api/task-status/424242/"), 404)
     assert "detail" in body
+    assert_json_error(api.get("/api/task-status/99999999999999999999999/"), 404)
 
 
 def test_it_filters_jobs_by_kind_and_status(api):

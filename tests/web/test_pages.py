@@ -135,6 +135,9 @@ def test_it_shows_point_values_units_and_status_flag_names(logged_in, site):
 def test_it_answers_404_for_an_unknown_device_or_point(logged_in):
     assert logged_in.get(reverse("discovery:device-detail", args=[999999])).status_code == 404
     assert logged_in.get(reverse("discovery:point-detail", args=[999999])).status_code == 404
+    huge = 10**25
+    for name in ["device-detail", "device-points", "point-detail", "job-detail"]:
+        assert logged_in.get(reverse(f"discovery:{name}", args=[huge])).status_code == 404, name
 
 
 def test_it_points_the_chart_at_the_trend_data_for_the_chosen_range(logged_in, site):
@@ -196,3 +199,66 @@ def test_it_serves_the_api_docs_from_its_own_static_files(logged_in):
     content = logged_in.get(reverse("api:docs")).content.decode()
     assert "/static/discovery/vendor/swagger-ui/swagger-ui-bundle.js" in content
     assert "cdn" not in content.lower()
+
+
+def test_it_starts_a_discovery_from_the_dashboard_button(logged_in, user):
+    response = logged_in.post(
+        reverse("discovery:start-discovery"),
+        {"low": "1", "high": "500", "targets": "192.168.1.20, 192.168.1.21:47809"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 200
+    assert response["HX-Trigger"] == "jobs-changed"
+    task = BACnetTask.objects.get()
+    assert (task.kind, task.status, task.trigger) == ("discover", "pending", "manual")
+    assert task.parameters == {
+        "low": 1,
+        "high": 500,
+        "targets": ["192.168.1.20", "192.168.1.21:47809"],
+    }
+    assert task.created_by == user
+    assert f'Discovery job <a href="/jobs/{task.pk}/">{task.pk}</a> requested' in (
+        response.content.decode()
+    )
+
+
+def test_it_explains_why_a_discovery_was_not_started(logged_in):
+    response = logged_in.post(
+        reverse("discovery:start-discovery"), {"low": "9", "high": "1"}, HTTP_HX_REQUEST="true"
+    )
+    assert "low must not be greater than high" in response.content.decode()
+    response = logged_in.post(
+        reverse("discovery:start-discovery"),
+        {"targets": "<script>alert(1)</script>"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert "not a BACnet/IP address" in response.content.decode()
+    assert "<script>alert(1)</script>" not in response.content.decode()
+    assert not BACnetTask.objects.exists()
+
+
+def test_it_starts_a_discovery_without_javascript_too(logged_in):
+    response = logged_in.post(reverse("discovery:start-discovery"), {}, follow=True)
+    assert response.redirect_chain == [("/", 302)]
+    assert "Discovery job" in response.content.decode()
+    assert BACnetTask.objects.filter(kind="discover").count() == 1
+
+
+def test_it_refuses_a_discovery_without_the_csrf_token(user):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    assert browser.post(reverse("discovery:start-discovery"), {}).status_code == 403
+    assert browser.get(reverse("discovery:start-discovery")).status_code == 405
+    assert not BACnetTask.objects.exists()
+
+
+def test_it_re_enumerates_a_devices_points(logged_in, site):
+    instance = site["device"].device_instance
+    response = logged_in.post(reverse("discovery:enumerate-points", args=[instance]), follow=True)
+    assert response.redirect_chain == [(f"/devices/{instance}/", 302)]
+    task = BACnetTask.objects.get(kind="enumerate")
+    assert task.parameters == {"device_instance": instance}
+    assert "re-enumerates the points" in response.content.decode()
+    assert logged_in.post(reverse("discovery:enumerate-points", args=[999999])).status_code == 404
