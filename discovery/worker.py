@@ -3,7 +3,7 @@
 A job row moves pending -> running -> completed | failed (see ``BACnetTask``). This
 module claims jobs with conditional updates (two workers never run the same job),
 keeps heartbeats while they run, records the outcome, puts the jobs of dead workers
-back (``sweep_jobs``), and holds the database-backend worker loop.
+back (``sweep_jobs``). The database backend's loop is in ``database_worker``.
 
 The BACnet client is imported lazily: only a BACnet worker process opens a BACnet
 socket, and a process that never runs a BACnet job never imports BAC0.
@@ -11,10 +11,8 @@ socket, and a process that never runs a BACnet job never imports BAC0.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -28,7 +26,7 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, tran
 from django.db.models import F
 from django.utils import timezone
 
-from discovery.events import JOB_WAITING, Listener, notify_supported, publish_task_change
+from discovery.events import publish_task_change
 from discovery.jobs import cycle_start
 from discovery.models import BACnetDevice, BACnetTask, BACnetWorker
 
@@ -338,120 +336,3 @@ def sweep_jobs(now: datetime | None = None) -> dict[str, int]:
         _redispatch(task_id, "celery")
         counts["redispatched"] += 1
     return counts
-
-
-# -- the database-backend worker --------------------------------------------------------
-
-
-class DatabaseWorker:
-    """The worker of the database backend: no broker; it claims pending rows.
-
-    It waits on PostgreSQL LISTEN (woken at once by the NOTIFY that dispatch sends) with
-    a slow poll as a safety net, or polls briefly on SQLite. It also runs what beat runs
-    in Celery mode: periodic collection, rollups and the sweeper."""
-
-    def __init__(
-        self,
-        name: str | None = None,
-        *,
-        poll_s: float | None = None,
-        schedule: bool = True,
-    ) -> None:
-        self.name = name or default_worker_name("database")
-        self.poll_s = poll_s or (10.0 if notify_supported() else 1.0)
-        self.schedule = schedule
-        self.stopping = False
-        self._due: dict[str, float] = {}
-        self._listener: Listener | None = None
-
-    def request_stop(self, *_: Any) -> None:
-        log.info("Worker %s stopping after the current job", self.name)
-        self.stopping = True
-
-    def _every(self, what: str, period_s: float) -> bool:
-        now = time.monotonic()
-        if now >= self._due.get(what, 0):
-            self._due[what] = now + period_s
-            return True
-        return False
-
-    def run_periodic(self) -> None:
-        from discovery.services.rollups import calculate_daily_stats, calculate_hourly_stats
-
-        if self._every("sweep", 15):
-            sweep_jobs()
-        if not self.schedule:
-            return
-        if self._every("collect", min(settings.BACNET_COLLECT_INTERVAL_S, 60)):
-            scheduled_collection("database")
-        if self._every("rollups", settings.BACNET_ROLLUP_INTERVAL_S):
-            calculate_hourly_stats()
-            calculate_daily_stats()
-
-    def _wait(self) -> None:
-        if self._listener is None and notify_supported():
-            self._listener = Listener([JOB_WAITING])
-            return  # LISTEN first, then look at the table again: nothing is missed
-        if self._listener is not None:
-            self._listener.wait(self.poll_s)
-        else:
-            deadline = time.monotonic() + self.poll_s
-            while not self.stopping and time.monotonic() < deadline:
-                time.sleep(0.1)
-
-    def step(self) -> bool:
-        """Periodic work, then one job if there is one. True if a job ran."""
-        self.run_periodic()
-        task = claim_next(self.name, "database")
-        if task is None:
-            return False
-        run_job(task.pk, self.name, claimed=task)
-        return True
-
-    def run(self, *, once: bool = False) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(sig, self.request_stop)
-        interface = _client_interface()
-        become_bacnet_worker(self.name, "database", interface)
-        backoff = 1.0
-        try:
-            while not self.stopping:
-                try:
-                    ran = self.step()
-                    backoff = 1.0
-                    if once and not ran:
-                        break
-                    if not ran:
-                        self._wait()
-                except (DatabaseError, InterfaceError) as exc:
-                    # The database went away: drop connections, wait, reconnect.
-                    log.warning("Database unreachable (%s); retrying in %.0f s", exc, backoff)
-                    self._close_listener()
-                    close_old_connections()
-                    from django.db import connection
-
-                    connection.close()
-                    time.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
-        finally:
-            self._close_listener()
-            with contextlib.suppress(DatabaseError, InterfaceError):
-                stop_bacnet_worker()
-            from discovery.bacnet_client import shutdown_client
-
-            shutdown_client()
-            log.info("Worker %s stopped", self.name)
-
-    def _close_listener(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-
-
-def _client_interface() -> str:
-    """Start the BACnet client now, so a wrong interface fails at start, not per job."""
-    from discovery.bacnet_client import get_client
-
-    client = get_client()
-    return client.local_address

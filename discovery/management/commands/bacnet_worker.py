@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from discovery.database_worker import DatabaseWorker
 from discovery.management.commands._bacnet_options import add_bacnet_options, apply_bacnet_options
-from discovery.worker import DatabaseWorker
 
 
 class Command(BaseCommand):
