@@ -126,8 +126,25 @@
       });
   }
 
+  /* Editing the dates of the range form means a custom range. */
+  function linkRangeInputs() {
+    var form = document.getElementById("range-form");
+    if (!form || !form.elements.range) {
+      return;
+    }
+    ["start", "end"].forEach(function (name) {
+      var input = form.elements[name];
+      if (input) {
+        input.addEventListener("change", function () {
+          form.elements.range.value = "custom";
+        });
+      }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     startLiveUpdates();
+    linkRangeInputs();
     var charts = document.querySelectorAll(".chart[data-url]");
     Array.prototype.forEach.call(charts, drawChart);
   });
