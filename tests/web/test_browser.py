@@ -156,6 +156,13 @@ def test_it_discovers_the_site_from_the_browser_and_charts_a_point(live_server, 
     page.wait_for_selector("#trend-chart.drawn canvas")
     assert int(page.get_attribute("#trend-chart", "data-points")) >= 2
     screenshot(page, "4-point-chart")
+
+    # Editing a date makes the range custom.
+    page.fill("#id_start", "2026-01-01T00:00")
+    assert page.input_value("#id_range") == "custom"
+    page.click("#range-form button[type=submit]")
+    page.wait_for_selector("h2 >> text=Trend: Custom")
+    page.wait_for_selector("#trend-chart.drawn")
     assert page.errors == []
 
 
