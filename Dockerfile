@@ -38,4 +38,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; h = os.environ.get('ALLOWED_HOSTS', '').split(',')[0].strip().lstrip('.'); h = 'localhost' if h in ('', '*') else h; u.urlopen(u.Request('http://127.0.0.1:8000/healthz', headers={'Host': h}), timeout=5)"]
 
-CMD ["gunicorn", "bacnet_project.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
+# Threads, so that open live-update streams do not hold the only worker.
+CMD ["gunicorn", "bacnet_project.wsgi:application", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "2", "--threads", "16", "--access-logfile", "-"]

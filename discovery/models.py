@@ -122,7 +122,8 @@ class StatusFlags(models.IntegerChoices):
     OUT_OF_SERVICE = 8, "out-of-service"
 
     @classmethod
-    def names(cls, mask: int | None) -> list[str]:
+    def flag_names(cls, mask: int | None) -> list[str]:
+        """The names of the bits set in ``mask`` (``names`` is taken by Django's Choices)."""
         if not mask:
             return []
         return [str(flag.label) for flag in cls if mask & flag.value]

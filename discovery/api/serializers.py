@@ -18,11 +18,8 @@ from discovery.models import (
 
 
 def status_flag_names(mask: int | None) -> list[str]:
-    """Names of the StatusFlags bits set in ``mask`` (``StatusFlags.names`` is shadowed
-    by the enum's own ``names`` member list, so it cannot be used for this)."""
-    if not mask:
-        return []
-    return [str(flag.label) for flag in StatusFlags if mask & flag.value]
+    """Names of the StatusFlags bits set in ``mask``."""
+    return StatusFlags.flag_names(mask)
 
 
 class DeviceSerializer(serializers.ModelSerializer):
