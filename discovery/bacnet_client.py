@@ -1433,11 +1433,14 @@ class BACnetClient:
                 max_left = started + max_s - now
                 if wanted and wanted <= {s.address for s in seen}:
                     break
-                if quiet_left <= 0 or max_left <= 0:
+                # A target asked by address is waited for up to the discovery limit: one
+                # that answers late is slow, not absent. The quiet window ends the rest.
+                if (quiet_left <= 0 and not wanted) or max_left <= 0:
                     break
                 arrived.clear()
+                wait_s = max_left if wanted else min(quiet_left, max_left)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(arrived.wait(), min(quiet_left, max_left))
+                    await asyncio.wait_for(arrived.wait(), wait_s)
         finally:
             self._iam_listeners.remove(listener)
 

@@ -89,6 +89,10 @@ class BACnetPoint(models.Model):
     last_read_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     polling_enabled = models.BooleanField(default=True)
+    # Set while the device's object list no longer holds the point: its history is kept,
+    # it is not polled, and it is polled again if it comes back (polling_enabled is the
+    # user's choice and stays untouched).
+    missing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

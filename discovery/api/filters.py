@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import django_filters
@@ -23,6 +24,14 @@ class StartBeforeEndForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        for name in ("start", "end"):
+            if cleaned.get(name) is not None:
+                try:
+                    # ISO 8601 allows offsets up to 23:59, PostgreSQL stores 15:59 at
+                    # most: queries get UTC.
+                    cleaned[name] = cleaned[name].astimezone(UTC)
+                except OverflowError:
+                    self.add_error(name, "This date-time is out of range.")
         start, end = cleaned.get("start"), cleaned.get("end")
         if start and end and start >= end:
             raise forms.ValidationError("start must be before end.")

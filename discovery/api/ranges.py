@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -62,9 +62,13 @@ def parse_time(text: str, field: str) -> datetime:
         raise RangeError(
             f"{field} must be an ISO 8601 date or date-time, e.g. 2026-11-23T10:00:00Z."
         )
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
-    return moment
+    try:
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        # ISO 8601 allows offsets up to 23:59, PostgreSQL stores 15:59 at most.
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise RangeError(f"{field} is out of range.") from None
 
 
 def resolve_range(params: Mapping[str, str], default: str = "day") -> TimeRange:

@@ -27,7 +27,7 @@ def collection_plan(
 ) -> tuple[list[DeviceTarget], dict[PointKey, int], dict[int, list[str]]]:
     """What to read: one target per device with its enabled points, the point ids, and
     the state texts of the points that have them."""
-    points = BACnetPoint.objects.filter(polling_enabled=True)
+    points = BACnetPoint.objects.filter(polling_enabled=True, missing_since__isnull=True)
     if device_instances:
         points = points.filter(device__device_instance__in=device_instances)
     rows = points.order_by("device_id", "object_type", "object_instance").values_list(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from discovery.bacnet_types import DeviceEnumeration, DeviceReadResult, DiscoveredDevice, PointInfo
@@ -100,8 +101,8 @@ def upsert_device(enumeration: DeviceEnumeration, seen_at: datetime) -> tuple[BA
 def upsert_points(device: BACnetDevice, points: Sequence[PointInfo]) -> tuple[int, int]:
     """Insert new points and refresh names, units and texts of known ones, in bulk.
 
-    Returns (created, total). Points a device no longer lists are kept (their history
-    matters) but stop being polled."""
+    Returns (created, total). Points the device no longer lists are kept (their history
+    matters) and marked missing, so they are not polled until they come back."""
     existing = set(device.points.values_list("object_type", "object_instance"))
     rows = [
         BACnetPoint(
@@ -112,27 +113,28 @@ def upsert_points(device: BACnetDevice, points: Sequence[PointInfo]) -> tuple[in
             description=clean_text(p.description),
             units=_clean_for(BACnetPoint, "units", p.units),
             state_texts=[clean_text(t, 255) for t in p.state_texts],
-            polling_enabled=True,
+            missing_since=None,
         )
         for p in points
     ]
+    listed = {(r.object_type, r.object_instance) for r in rows}
     with transaction.atomic():
         BACnetPoint.objects.bulk_create(
             rows,
             batch_size=1000,
             update_conflicts=True,
             unique_fields=["device", "object_type", "object_instance"],
-            update_fields=["name", "description", "units", "state_texts"],
+            update_fields=["name", "description", "units", "state_texts", "missing_since"],
         )
-        listed = {(r.object_type, r.object_instance) for r in rows}
         gone = existing - listed
         if rows and gone:
+            missing = Q()
             for object_type, instance in gone:
-                device.points.filter(object_type=object_type, object_instance=instance).update(
-                    polling_enabled=False
-                )
-    created = len(listed - existing)
-    return created, len(rows)
+                missing |= Q(object_type=object_type, object_instance=instance)
+            device.points.filter(missing, missing_since__isnull=True).update(
+                missing_since=timezone.now()
+            )
+    return len(listed - existing), len(rows)
 
 
 def mark_unseen_offline(now: datetime, after_s: int) -> int:
@@ -188,7 +190,9 @@ def store_readings(
     offline: dict[int, str] = {}
     now = timezone.now()
     for result in results:
-        if result.error and not result.values:
+        # The client gives every unread point the device's error, so a device that did
+        # not answer at all still has values: none of them is a reading.
+        if result.error and all(value.error for value in result.values):
             summary.devices_failed += 1
             offline[result.instance] = clean_text(result.error)
             continue
@@ -240,9 +244,10 @@ def store_readings(
         )
         BACnetPoint.objects.bulk_update(failed, ["last_error", "last_read_at"], batch_size=1000)
         if online:
-            BACnetDevice.objects.filter(device_instance__in=online).update(
-                is_online=True, last_seen=now, last_error=""
-            )
+            answered = BACnetDevice.objects.filter(device_instance__in=online)
+            answered.update(last_seen=now)
+            # Only an offline reason is cleared: a duplicate-instance note stays.
+            answered.filter(is_online=False).update(is_online=True, last_error="")
         for instance, reason in offline.items():
             BACnetDevice.objects.filter(device_instance=instance).update(
                 is_online=False, last_error=reason

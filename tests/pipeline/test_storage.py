@@ -59,7 +59,7 @@ def test_rediscovery_updates_the_address_and_name_in_place():
     assert (device.address, device.name) == ("127.0.0.1:47999", "new")
 
 
-def test_points_are_upserted_and_points_no_longer_listed_stop_polling():
+def test_points_no_longer_listed_stop_polling_until_they_come_back():
     device, _ = upsert_device(enumeration(), SEEN)
     first = [
         PointInfo("analog-input", 1, "T1", units="degrees-celsius"),
@@ -69,7 +69,13 @@ def test_points_are_upserted_and_points_no_longer_listed_stop_polling():
     second = [PointInfo("analog-input", 1, "Zone temp", units="degrees-celsius")]
     assert upsert_points(device, second) == (0, 1)
     assert BACnetPoint.objects.get(object_type="analog-input").name == "Zone temp"
-    assert not BACnetPoint.objects.get(object_type="binary-input").polling_enabled
+    from discovery.services.collection import collection_plan
+
+    assert BACnetPoint.objects.get(object_type="binary-input").missing_since is not None
+    assert len(collection_plan()[1]) == 1
+    upsert_points(device, first)
+    assert BACnetPoint.objects.get(object_type="binary-input").missing_since is None
+    assert len(collection_plan()[1]) == 2
 
 
 def test_devices_not_seen_for_the_cutoff_go_offline():

@@ -197,12 +197,6 @@ def test_it_passes_the_deploy_checks_but_for_the_hsts_choice(tmp_path):
     assert warnings <= {"security.W004"}, result.stdout + result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py reads SECURE_HSTS_SECONDS but not SECURE_HSTS_INCLUDE_SUBDOMAINS "
-    "or SECURE_HSTS_PRELOAD, so with HSTS on `check --deploy` always warns "
-    "(patch: /work/briefs/patches/rel-hsts-settings.diff)",
-)
 def test_it_passes_check_deploy_cleanly_with_hsts_on(tmp_path):
     env = _production_env(
         tmp_path,

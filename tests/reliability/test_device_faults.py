@@ -124,7 +124,7 @@ def test_it_finishes_a_cycle_in_time_whatever_the_devices_do(sites):
     healthy.append(SLOW_INSTANCE)
     expected = set(
         BACnetPoint.objects.filter(
-            device__device_instance__in=healthy, polling_enabled=True
+            device__device_instance__in=healthy, polling_enabled=True, missing_since__isnull=True
         ).values_list("pk", flat=True)
     )
     stored = _cycle_points(cycle)
@@ -139,13 +139,6 @@ def test_it_finishes_a_cycle_in_time_whatever_the_devices_do(sites):
         assert cycle.result["device_errors"].get(str(instance)), (role, cycle.result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="discovery.services.storage.store_readings keeps a device that did not answer "
-    "at all online with its error cleared: BACnetClient._read_one fills result.values "
-    "with per-point errors, so `result.error and not result.values` is never true "
-    "(patch: /work/briefs/patches/rel-silent-offline.diff)",
-)
 def test_it_marks_silent_and_malformed_devices_offline_with_a_reason(sites):
     faulty = sites["faulty"]
     worker = start_database_worker("rel-offline", _env(faulty), "--no-schedule")
@@ -174,11 +167,6 @@ def test_it_marks_two_devices_that_claim_one_instance(sites):
         worker.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="discovery.services.storage.store_readings sets last_error='' on every device "
-    "that answers, which erases record_duplicates' note at the next collection",
-)
 def test_it_keeps_the_duplicate_instance_mark_after_a_collection(sites):
     faulty = sites["faulty"]
     worker = start_database_worker("rel-duplicates-kept", _env(faulty), "--no-schedule")
@@ -229,7 +217,7 @@ def test_it_follows_an_object_list_that_shrinks():
 
         _job("enumerate", {"device_instance": 8001})
         assert device.points.count() == 6  # history is kept
-        assert device.points.filter(polling_enabled=True).count() == 3
+        assert device.points.filter(missing_since__isnull=True).count() == 3  # polled
         again = _job("collect")
         assert len(_cycle_points(again)) == 3 and again.result["point_errors"] == 0
     finally:
@@ -237,12 +225,6 @@ def test_it_follows_an_object_list_that_shrinks():
         site.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="discovery.services.storage.upsert_points disables points that leave the "
-    "object list but never re-enables them when they come back (polling_enabled is not "
-    "in update_fields)",
-)
 def test_it_polls_points_that_come_back_to_the_object_list():
     bbmd_port, device_port = free_udp_port(), free_udp_port()
     site = _start_changing_site(bbmd_port, device_port, 6)
@@ -262,12 +244,6 @@ def test_it_polls_points_that_come_back_to_the_object_list():
         site.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BACnetClient._adiscover ends a directed Who-Is after the quiet window even "
-    "while a named target has not answered yet (patch: "
-    "/work/briefs/patches/rel-directed-discovery.diff)",
-)
 def test_it_finds_a_slow_device_asked_directly(sites):
     """A device asked by address that answers after the quiet window but well within
     the discovery limit is slow, not absent."""
