@@ -8,12 +8,13 @@ timestamp), so a re-delivered collection cycle stores nothing twice.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -181,11 +182,11 @@ def store_readings(
     """Store one cycle's values in bulk and update each point's latest value.
 
     ``points_by_key`` maps (device instance, object type, instance) to point ids.
-    Readings are inserted with ``ignore_conflicts`` on (point, timestamp): storing the
-    same cycle again (at-least-once delivery) adds nothing."""
+    Readings are inserted with ``ON CONFLICT DO NOTHING`` on (point, timestamp): storing
+    the same cycle again (at-least-once delivery) adds nothing."""
     summary = StoredReadings()
-    readings: list[BACnetReading] = []
-    point_updates: list[BACnetPoint] = []
+    values: list[tuple[int, float | None, str, int | None]] = []
+    errors: list[tuple[int, str]] = []
     online: list[int] = []
     offline: dict[int, str] = {}
     now = timezone.now()
@@ -204,45 +205,20 @@ def store_readings(
                 continue
             if value.error:
                 summary.point_errors += 1
-                point_updates.append(
-                    BACnetPoint(id=point_id, last_error=clean_text(value.error), last_read_at=now)
-                )
+                errors.append((point_id, clean_text(value.error)))
                 continue
             number = clean_number(value.value)
             named = state_text(value.object_type, number, (state_texts or {}).get(point_id, ()))
             text = _clean_for(BACnetReading, "value_text", named or value.text)
             if number is None and value.value is not None and not text:
                 text = str(value.value)
-            readings.append(
-                BACnetReading(
-                    point_id=point_id,
-                    timestamp=timestamp,
-                    value=number,
-                    value_text=text,
-                    status_flags=value.status_flags,
-                )
-            )
-            point_updates.append(
-                BACnetPoint(
-                    id=point_id,
-                    last_value=number,
-                    last_value_text=text,
-                    last_status_flags=value.status_flags,
-                    last_read_at=now,
-                    last_error="",
-                )
-            )
+            values.append((point_id, number, text, value.status_flags))
     with transaction.atomic():
-        BACnetReading.objects.bulk_create(readings, batch_size=5000, ignore_conflicts=True)
-        summary.readings = len(readings)
-        ok = [p for p in point_updates if not p.last_error]
-        failed = [p for p in point_updates if p.last_error]
-        BACnetPoint.objects.bulk_update(
-            ok,
-            ["last_value", "last_value_text", "last_status_flags", "last_read_at", "last_error"],
-            batch_size=1000,
-        )
-        BACnetPoint.objects.bulk_update(failed, ["last_error", "last_read_at"], batch_size=1000)
+        if connection.vendor == "postgresql":
+            _write_cycle_postgresql(values, errors, timestamp, now)
+        else:
+            _write_cycle_portable(values, errors, timestamp, now)
+        summary.readings = len(values)
         if online:
             answered = BACnetDevice.objects.filter(device_instance__in=online)
             answered.update(last_seen=now)
@@ -253,6 +229,110 @@ def store_readings(
                 is_online=False, last_error=reason
             )
     return summary
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: object) -> str:
+    """One field in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _write_cycle_postgresql(
+    values: Sequence[tuple[int, float | None, str, int | None]],
+    errors: Sequence[tuple[int, str]],
+    timestamp: datetime,
+    now: datetime,
+) -> None:
+    """The cycle goes to PostgreSQL once (COPY into a temporary table) and the database
+    fans it out: readings with INSERT ... SELECT (still ON CONFLICT DO NOTHING), latest
+    values with one UPDATE ... FROM. About 5x the rows/s of bulk_create + bulk_update
+    (whose CASE WHEN per row and field grows with the square of the batch)."""
+    buffer = io.StringIO()
+    for point_id, number, text, flags in values:
+        buffer.write(
+            f"{point_id}\t{_copy_field(number)}\t{_copy_field(text)}\t{_copy_field(flags)}\t\\N\n"
+        )
+    for point_id, error in errors:
+        buffer.write(f"{point_id}\t\\N\t\\N\t\\N\t{_copy_field(error)}\n")
+    buffer.seek(0)
+    quote = connection.ops.quote_name
+    readings = quote(BACnetReading._meta.db_table)
+    points = quote(BACnetPoint._meta.db_table)
+    with connection.cursor() as cursor:
+        # Dropped at commit; dropped first too, for a caller's outer transaction
+        # (several cycles stored in one transaction).
+        cursor.execute("DROP TABLE IF EXISTS discovery_cycle_stage")
+        cursor.execute(
+            "CREATE TEMP TABLE discovery_cycle_stage (point_id bigint, value float8, "
+            "value_text text, status_flags integer, error text) ON COMMIT DROP"
+        )
+        cursor.cursor.copy_expert(
+            "COPY discovery_cycle_stage (point_id, value, value_text, status_flags, error) "
+            "FROM STDIN",
+            buffer,
+        )
+        # Table names come from the models; every value is a parameter.
+        cursor.execute(
+            f"INSERT INTO {readings} (point_id, timestamp, value, value_text, status_flags) "  # noqa: S608
+            "SELECT point_id, %s, value, value_text, status_flags FROM discovery_cycle_stage "
+            "WHERE error IS NULL ON CONFLICT (point_id, timestamp) DO NOTHING",
+            [timestamp],
+        )
+        cursor.execute(
+            f"UPDATE {points} AS p SET last_value = s.value, last_value_text = s.value_text, "  # noqa: S608
+            "last_status_flags = s.status_flags, last_read_at = %s, last_error = '' "
+            "FROM discovery_cycle_stage AS s WHERE p.id = s.point_id AND s.error IS NULL",
+            [now],
+        )
+        if errors:
+            cursor.execute(
+                f"UPDATE {points} AS p SET last_error = s.error, last_read_at = %s "  # noqa: S608
+                "FROM discovery_cycle_stage AS s WHERE p.id = s.point_id AND s.error IS NOT NULL",
+                [now],
+            )
+
+
+def _write_cycle_portable(
+    values: Sequence[tuple[int, float | None, str, int | None]],
+    errors: Sequence[tuple[int, str]],
+    timestamp: datetime,
+    now: datetime,
+) -> None:
+    """SQLite (the embedded mode): bulk insert, and one prepared UPDATE run per point
+    (executemany), which SQLite does fast; bulk_update's CASE WHEN does not scale."""
+    BACnetReading.objects.bulk_create(
+        [
+            BACnetReading(
+                point_id=point_id,
+                timestamp=timestamp,
+                value=number,
+                value_text=text,
+                status_flags=flags,
+            )
+            for point_id, number, text, flags in values
+        ],
+        batch_size=5000,
+        ignore_conflicts=True,
+    )
+    table = connection.ops.quote_name(BACnetPoint._meta.db_table)
+    adapt = connection.ops.adapt_datetimefield_value
+    read_at = adapt(now)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET last_value = %s, last_value_text = %s, "  # noqa: S608
+            "last_status_flags = %s, last_read_at = %s, last_error = '' WHERE id = %s",
+            [(number, text, flags, read_at, point_id) for point_id, number, text, flags in values],
+        )
+        cursor.executemany(
+            f"UPDATE {table} SET last_error = %s, last_read_at = %s WHERE id = %s",  # noqa: S608
+            [(error, read_at, point_id) for point_id, error in errors],
+        )
 
 
 def discovered_placeholder(device: DiscoveredDevice) -> DeviceEnumeration:

@@ -151,3 +151,12 @@ def test_binary_and_multi_state_readings_carry_the_devices_own_words():
     )
     store_readings([result], keys, SEEN, texts)
     assert sorted(BACnetReading.objects.values_list("value_text", flat=True)) == ["On", "Standby"]
+
+
+def test_reading_texts_with_tabs_backslashes_and_newlines_round_trip():
+    keys = _points()
+    odd = "a\tb\\c\nd\r=1+1 \u202e"
+    result = DeviceReadResult(1001, values=[PointValue("analog-input", 1, None, text=odd)])
+    store_readings([result], keys, SEEN)
+    assert BACnetReading.objects.get().value_text == odd
+    assert BACnetPoint.objects.get(object_instance=1).last_value_text == odd
