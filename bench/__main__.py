@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         try:
             result = run(options)
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # bacpypes3 errors derive from BaseException
             traceback.print_exc()
             result = common.PartResult(name, getattr(module, "TITLE", name))
             result.error = f"{type(exc).__name__}: {exc}"

@@ -56,17 +56,23 @@ def text_props(object_type: str) -> list[str]:
     return ["object-name", "description", "units"]
 
 
-async def rpm_values(app: Any, devices: Sequence[tuple[str, Objects]], batch: int) -> int:
+async def rpm_values(
+    app: Any, devices: Sequence[tuple[str, Objects]], batch: int, concurrency: int
+) -> int:
     """Present value and status flags of every object, ``batch`` objects a request,
-    one request at a time per device, all devices at once. Returns values read."""
+    one request at a time per device, ``concurrency`` devices at once (the product's
+    BACNET_READ_CONCURRENCY). Returns values read."""
+    limit = asyncio.Semaphore(concurrency)
 
     async def one(address: str, objects: Objects) -> int:
         where = Address(address)
         read = 0
-        for start in range(0, len(objects), batch):
-            part = objects[start : start + batch]
-            answer = await app.read_property_multiple(where, _rpm_parameters(part, VALUE_PROPS))
-            read += len(answer) // len(VALUE_PROPS)
+        async with limit:
+            for start in range(0, len(objects), batch):
+                part = objects[start : start + batch]
+                parameters = _rpm_parameters(part, VALUE_PROPS)
+                answer = await app.read_property_multiple(where, parameters)
+                read += len(answer) // len(VALUE_PROPS)
         return read
 
     counts = await asyncio.gather(*(one(address, objects) for address, objects in devices))
@@ -84,11 +90,17 @@ async def rp_values(app: Any, refs: Sequence[tuple[str, str, int]]) -> int:
     return len(refs)
 
 
-async def enumerate_devices(app: Any, devices: Sequence[tuple[int, str]]) -> int:
-    """Device properties, object list and point texts of every device, all at once.
-    Returns the number of points found."""
+async def enumerate_devices(app: Any, devices: Sequence[tuple[int, str]], concurrency: int) -> int:
+    """Device properties, object list and point texts of every device, ``concurrency``
+    devices at once (all 200 at once overwhelm the one-process simulator: requests time
+    out). Returns the number of points found."""
+    limit = asyncio.Semaphore(concurrency)
 
     async def one(instance: int, address: str) -> int:
+        async with limit:
+            return await _enumerate_one(instance, address)
+
+    async def _enumerate_one(instance: int, address: str) -> int:
         where = Address(address)
         device = ObjectIdentifier(("device", instance))
         await app.read_property_multiple(

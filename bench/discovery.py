@@ -4,7 +4,7 @@ The product is ``discover_and_store`` (global Who-Is until a quiet window passes
 device properties, object list and point texts of every device, upserted). Baseline in
 the same run: the time of the last I-Am after a global Who-Is (the least any discovery
 can wait, since it cannot know it has heard everyone) plus a bare bacpypes3 enumeration
-of the same devices (all at once, nothing stored)."""
+of the same devices (with the product's device concurrency, nothing stored)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,10 @@ def _measure(result: PartResult, devices: int, runs: int) -> None:
             return len(client.enumerate_devices(found.devices))
 
         def enumeration() -> int:
-            return run_on_loop(client, bare.enumerate_devices(client._app, addresses))
+            return run_on_loop(
+                client,
+                bare.enumerate_devices(client._app, addresses, client.config.read_concurrency),
+            )
 
         log(f"discovery: {sizes}: product")
         runs_product = repeat(product, runs, before=clear_all_data, warmup=1)
