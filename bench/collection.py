@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from bench import bare, candidates
+from bench import bare
 from bench.common import (
     Options,
     PartResult,
@@ -59,10 +59,6 @@ def _measure(result: PartResult, devices: int, objects: int, runs: int) -> None:
             summaries.append(summary)
             return int(summary["readings"])
 
-        def with_candidate_store() -> int:
-            results = client.read_points(targets)
-            return candidates.store_readings_copy(results, keys, next(times), *plan[2:]).readings
-
         def read_only() -> int:
             results = client.read_points(targets)
             return sum(1 for r in results for v in r.values if not v.error)
@@ -85,8 +81,6 @@ def _measure(result: PartResult, devices: int, objects: int, runs: int) -> None:
         sim_cpu = cpu_seconds(site.pid)
         cycles = repeat(product, runs, warmup=1)
         sim_cpu = (cpu_seconds(site.pid) - sim_cpu) / (runs + 1)
-        with candidates.points_fillfactor(candidates.POINTS_FILLFACTOR):
-            fixed = repeat(with_candidate_store, runs, warmup=1)
         log(f"collection: {sizes}: client reads alone, bare RPM, RP one at a time")
         reads = repeat(read_only, runs, warmup=1)
         rpms = repeat(rpm, runs, warmup=1)
@@ -120,16 +114,6 @@ def _measure(result: PartResult, devices: int, objects: int, runs: int) -> None:
             rp_rate,
             f">= {RP_TARGET:g}x ReadProperty",
             product_rate.median >= RP_TARGET * rp_rate.median,
-        ),
-        Row(
-            "candidate: read_points + COPY-staging store, fillfactor 50",
-            sizes,
-            "points/s",
-            rate_stat(fixed, lambda n: n),
-            f"bare RPM loop ({RPM_BATCH} a request)",
-            rpm_rate,
-            f">= {BARE_TARGET}x bare RPM",
-            rate_stat(fixed, lambda n: n).median >= BARE_TARGET * rpm_rate.median,
         ),
         Row(
             "client.read_points alone (no storing)",

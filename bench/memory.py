@@ -116,6 +116,8 @@ def run(options: Options) -> PartResult:
     xs = list(range(len(measured)))
     slope_kb = statistics.linear_regression(xs, measured).slope * 1024 if len(xs) > 1 else 0.0
     sizes = f"{DEVICES} devices x {OBJECTS} points, {cycles} cycles ({readings:,} readings)"
+    step = max(1, len(rss) // 20)
+    shown = sorted({*range(0, len(rss), step), len(rss) - 1})
     result.rows += [
         Row(
             "worker RSS, last quarter of the cycles",
@@ -138,7 +140,8 @@ def run(options: Options) -> PartResult:
         Row("collection cycle, as the job reports it", sizes, "s", Stat(durations)),
     ]
     result.notes.append(
-        f"RSS after each cycle (MB): {', '.join(f'{x:.1f}' for x in rss)}. Least-squares "
+        f"RSS after cycle {', '.join(f'{k + 1}: {rss[k]:.1f}' for k in shown)} (MB). "
+        "Least-squares "
         f"growth after the {WARMUP} warm-up cycles: {slope_kb:+.0f} kB per cycle."
     )
     return result
