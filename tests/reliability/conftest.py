@@ -102,9 +102,12 @@ def celery_broker(url: str) -> Iterator[None]:
     from bacnet_project.celery import app
 
     def reset_pools() -> None:
-        with contextlib.suppress(Exception):
-            app.pool.force_close_all()
-        app._after_fork()  # drops the cached connection and producer pools
+        from kombu import pools
+
+        # kombu caches pools per broker URL process-wide: close and forget them all, or
+        # the next send to the first URL finds its pool closed.
+        pools.reset()
+        app._after_fork()  # drops the app's own references to them
 
     old = app.conf.broker_url
     reset_pools()
