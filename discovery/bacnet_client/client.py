@@ -1,0 +1,344 @@
+"""BACnetClient: the synchronous facade callers use (discover, enumerate, read).
+
+Each method submits a coroutine to the client's loop thread (``runtime.ClientRuntime``) and
+waits for it with an overall limit; devices are worked on concurrently, each within
+``device_deadline_s``, and one failing device never delays the others. A global Who-Is in
+bacpypes3 always waits its whole timeout; ``discover()`` sends the Who-Is itself, listens to
+the I-Ams the runtime records and returns once the network has been quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import math
+import queue
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from discovery.bacnet_client.convert import safe_text
+from discovery.bacnet_client.device import _DeviceWork
+from discovery.bacnet_client.runtime import ClientRuntime, _IAmSeen
+from discovery.bacnet_types import (
+    BACnetError,
+    BACnetTimeout,
+    DeviceEnumeration,
+    DeviceProperties,
+    DeviceReadResult,
+    DeviceTarget,
+    DiscoveredDevice,
+    DiscoveryResult,
+    PointInfo,
+    PointRef,
+    PointValue,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_INSTANCE = 4194303
+
+
+class BACnetClient(ClientRuntime):
+    """Synchronous facade over one BAC0 application on an event-loop thread.
+
+    Thread-safe: any number of caller threads may use one started client. Never call it
+    from the loop thread itself (on_device callbacks run in the caller's thread)."""
+
+    # -- discovery -----------------------------------------------------------------------
+
+    def discover(
+        self,
+        low: int | None = None,
+        high: int | None = None,
+        targets: Sequence[str] = (),
+        timeout_s: float | None = None,
+    ) -> DiscoveryResult:
+        """Who-Is (global, ranged, or directed to ``targets``) and collect the I-Ams.
+
+        Returns once no I-Am has arrived for ``discovery_quiet_s`` (counted from the
+        Who-Is when nothing answers), at most after ``timeout_s`` / ``discovery_max_s``,
+        or as soon as every directed target answered. ``devices`` has one entry per
+        instance (the first answer); an instance that answered from several addresses is
+        listed with all of them in ``duplicates``."""
+        if (low is None) != (high is None):
+            raise BACnetError("Who-Is needs both low and high instance limits, or neither")
+        if (
+            low is not None
+            and high is not None
+            and not (0 <= low <= MAX_INSTANCE and 0 <= high <= MAX_INSTANCE and low <= high)
+        ):
+            raise BACnetError(f"bad Who-Is range {low}..{high} (0..{MAX_INSTANCE}, low <= high)")
+        max_s = self.config.discovery_max_s if timeout_s is None else timeout_s
+        return self._run(lambda: self._adiscover(low, high, list(targets), max_s), max_s + 10)
+
+    async def _adiscover(
+        self, low: int | None, high: int | None, targets: list[str], max_s: float
+    ) -> DiscoveryResult:
+        bp = self._bp
+        started = time.monotonic()
+        seen: list[_IAmSeen] = []
+        arrived = asyncio.Event()
+        own = self.local_address
+
+        def listener(iam: _IAmSeen) -> None:
+            if iam.address == own:
+                return
+            if low is not None and not (low <= iam.instance <= high):  # type: ignore[operator]
+                return
+            seen.append(iam)
+            arrived.set()
+
+        destinations: list[Any] = []
+        for target in targets:
+            try:
+                destinations.append(bp.Address(target))
+            except Exception as exc:
+                raise BACnetError(f"bad Who-Is target address {target!r}: {exc}") from None
+        if not destinations:
+            destinations.append(bp.GlobalBroadcast())
+        wanted = {str(d) for d in destinations} if targets else set()
+
+        self._iam_listeners.append(listener)
+        try:
+            for destination in destinations:
+                request = bp.WhoIsRequest(destination=destination)
+                if low is not None:
+                    request.deviceInstanceRangeLowLimit = low
+                    request.deviceInstanceRangeHighLimit = high
+                self._app.request(request)
+            sent = time.monotonic()
+            while True:
+                now = time.monotonic()
+                last = seen[-1].at if seen else sent
+                quiet_left = last + self.config.discovery_quiet_s - now
+                max_left = started + max_s - now
+                if wanted and wanted <= {s.address for s in seen}:
+                    break
+                # A target asked by address is waited for up to the discovery limit: one
+                # that answers late is slow, not absent. The quiet window ends the rest.
+                if (quiet_left <= 0 and not wanted) or max_left <= 0:
+                    break
+                arrived.clear()
+                wait_s = max_left if wanted else min(quiet_left, max_left)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), wait_s)
+        finally:
+            self._iam_listeners.remove(listener)
+
+        devices: dict[int, DiscoveredDevice] = {}
+        addresses: dict[int, list[str]] = {}
+        for iam in seen:
+            addresses.setdefault(iam.instance, [])
+            if iam.address not in addresses[iam.instance]:
+                addresses[iam.instance].append(iam.address)
+            devices.setdefault(
+                iam.instance,
+                DiscoveredDevice(
+                    instance=iam.instance,
+                    address=iam.address,
+                    network_number=iam.network_number,
+                    vendor_id=iam.vendor_id,
+                    max_apdu=iam.max_apdu,
+                    segmentation=iam.segmentation,
+                ),
+            )
+        duplicates = {i: a for i, a in addresses.items() if len(a) > 1}
+        for instance, where in duplicates.items():
+            log.warning("BACnet device instance %s answered from %s", instance, ", ".join(where))
+        return DiscoveryResult(
+            devices=sorted(devices.values(), key=lambda d: d.instance),
+            duplicates=duplicates,
+            elapsed_s=time.monotonic() - started,
+        )
+
+    # -- enumeration ---------------------------------------------------------------------
+
+    def read_device_properties(self, instance: int, address: str) -> DeviceProperties:
+        """Name, vendor, model, ... of a device (RPM, or RP when the device rejects RPM)."""
+
+        async def work() -> DeviceProperties:
+            return await self._within_device_deadline(
+                _DeviceWork(self._session(instance, address)).device_properties(), instance
+            )
+
+        return self._run(work, self.config.device_deadline_s + 10)
+
+    def enumerate_points(
+        self, instance: int, address: str, properties: DeviceProperties | None = None
+    ) -> list[PointInfo]:
+        """The device's point objects with name, description, units and state texts."""
+
+        async def work() -> list[PointInfo]:
+            async def inner() -> list[PointInfo]:
+                job = _DeviceWork(self._session(instance, address))
+                props = properties
+                if props is None:
+                    props = await job.device_properties()
+                job.supports_rpm = props.supports_rpm
+                objects = await job.object_list(props)
+                return await job.points(objects, props)
+
+            return await self._within_device_deadline(inner(), instance)
+
+        return self._run(work, self.config.device_deadline_s + 10)
+
+    async def _within_device_deadline(self, coro: Awaitable[Any], instance: int) -> Any:
+        deadline = self.config.device_deadline_s
+        try:
+            return await asyncio.wait_for(coro, deadline)
+        except TimeoutError:
+            raise BACnetTimeout(
+                f"device {instance}: not finished within its {deadline:g} s deadline",
+                device=instance,
+                reason="device deadline",
+            ) from None
+
+    def enumerate_devices(
+        self,
+        devices: Sequence[DiscoveredDevice],
+        on_device: Callable[[DeviceEnumeration], None] | None = None,
+    ) -> list[DeviceEnumeration]:
+        """Properties, object list and point texts of many devices at once.
+
+        At most ``read_concurrency`` devices are worked on together, each within
+        ``device_deadline_s``; a device that fails gets ``error`` set (with whatever was
+        read before) and never delays the others. ``on_device`` is called in this (the
+        caller's) thread as each device finishes. Results come back in ``devices`` order."""
+        devices = list(devices)
+        if not devices:
+            return []
+        results: queue.SimpleQueue[tuple[int, DeviceEnumeration]] = queue.SimpleQueue()
+
+        async def work() -> None:
+            limit = asyncio.Semaphore(max(1, self.config.read_concurrency))
+
+            async def one(index: int, device: DiscoveredDevice) -> None:
+                async with limit:
+                    results.put((index, await self._enumerate_one(device)))
+
+            await asyncio.gather(*(one(i, d) for i, d in enumerate(devices)))
+
+        future = self._submit(work)
+        return self._drain(future, results, len(devices), on_device)
+
+    def _drain(
+        self,
+        future: concurrent.futures.Future,
+        results: queue.SimpleQueue,
+        count: int,
+        on_item: Callable[[Any], None] | None,
+    ) -> list[Any]:
+        """Hand results to ``on_item`` in the caller's thread as the loop produces them."""
+        rounds = math.ceil(count / max(1, self.config.read_concurrency))
+        limit = time.monotonic() + rounds * (self.config.device_deadline_s + 5) + 10
+        collected: dict[int, Any] = {}
+        try:
+            while len(collected) < count:
+                try:
+                    index, item = results.get(timeout=0.2)
+                except queue.Empty:
+                    if future.done() and results.empty():
+                        break
+                    if time.monotonic() > limit:
+                        raise BACnetTimeout("BACnet operation exceeded its overall limit") from None
+                    continue
+                collected[index] = item
+                if on_item is not None:
+                    on_item(item)
+        finally:
+            if not future.done():
+                future.cancel()
+        if len(collected) < count:
+            try:
+                future.result(timeout=1)
+            except BACnetError:
+                raise
+            except BaseException as exc:
+                raise BACnetError(f"BACnet operation failed: {type(exc).__name__}: {exc}") from None
+            raise BACnetError("BACnet operation ended without all its results")
+        return [collected[i] for i in range(count)]
+
+    async def _enumerate_one(self, device: DiscoveredDevice) -> DeviceEnumeration:
+        started = time.monotonic()
+        outcome = DeviceEnumeration(device=device)
+        try:
+            job = _DeviceWork(self._session(device.instance, device.address))
+
+            async def inner() -> None:
+                props = await job.device_properties()
+                if props.max_apdu is None:
+                    props.max_apdu = device.max_apdu
+                if not props.segmentation and device.segmentation:
+                    props.segmentation = device.segmentation
+                outcome.properties = props
+                objects = await job.object_list(props)
+                outcome.points = await job.points(objects, props)
+                props.supports_rpm = job.supports_rpm
+
+            await self._within_device_deadline(inner(), device.instance)
+        except BACnetError as exc:
+            outcome.error = str(exc)
+        except Exception as exc:  # a bug or an undecodable answer: this device only
+            log.exception("enumerating device %s failed", device.instance)
+            outcome.error = f"device {device.instance}: {type(exc).__name__}: {safe_text(exc)}"
+        outcome.elapsed_s = time.monotonic() - started
+        return outcome
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def read_points(self, targets: Sequence[DeviceTarget]) -> list[DeviceReadResult]:
+        """Present value and status flags of the targets' points, devices concurrently.
+
+        Results come back in ``targets`` order. A device that fails as a whole gets
+        ``error`` set (points read before the failure keep their values, the others get
+        the error); per-point problems are in ``PointValue.error``."""
+        targets = list(targets)
+        if not targets:
+            return []
+        results: queue.SimpleQueue[tuple[int, DeviceReadResult]] = queue.SimpleQueue()
+
+        async def work() -> None:
+            limit = asyncio.Semaphore(max(1, self.config.read_concurrency))
+
+            async def one(index: int, target: DeviceTarget) -> None:
+                async with limit:
+                    results.put((index, await self._read_one(target)))
+
+            await asyncio.gather(*(one(i, t) for i, t in enumerate(targets)))
+
+        future = self._submit(work)
+        return self._drain(future, results, len(targets), None)
+
+    async def _read_one(self, target: DeviceTarget) -> DeviceReadResult:
+        started = time.monotonic()
+        result = DeviceReadResult(instance=target.instance, supports_rpm=target.supports_rpm)
+        try:
+            job = _DeviceWork(self._session(target.instance, target.address), target.supports_rpm)
+            await self._within_device_deadline(job.read_values(target, result), target.instance)
+            result.supports_rpm = job.supports_rpm
+        except BACnetError as exc:
+            result.error = str(exc)
+        except Exception as exc:
+            log.exception("reading device %s failed", target.instance)
+            result.error = f"device {target.instance}: {type(exc).__name__}: {safe_text(exc)}"
+        if result.error:
+            done = {(v.object_type, v.instance) for v in result.values}
+            result.values = list(result.values) + [
+                PointValue(object_type=r.object_type, instance=r.instance, error=result.error)
+                for r in target.points
+                if (r.object_type, r.instance) not in done
+            ]
+        result.elapsed_s = time.monotonic() - started
+        return result
+
+    def read_point(self, instance: int, address: str, ref: PointRef) -> PointValue:
+        """Present value and status flags of one point (ReadProperty)."""
+
+        async def work() -> PointValue:
+            job = _DeviceWork(self._session(instance, address), supports_rpm=False)
+            return await job._value_one(ref)
+
+        return self._run(work, self.config.request_deadline_s * 2 + 10)

@@ -1,0 +1,421 @@
+"""Per-device work on the loop thread: device properties, object list, point texts and
+present values of one device, in ReadPropertyMultiple batches sized to what the device
+accepts, falling back to ReadProperty when it rejects RPM or a batch does not fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from discovery.bacnet_client.convert import (
+    _enum_text,
+    _error_type_text,
+    _int_or_none,
+    _is_property_error,
+    _is_service_unsupported,
+    _is_too_big,
+    convert_present_value,
+    safe_text,
+    status_flags_mask,
+)
+from discovery.bacnet_client.session import _all, _Session
+from discovery.bacnet_types import (
+    BACnetError,
+    BACnetTimeout,
+    DeviceProperties,
+    DeviceReadResult,
+    DeviceTarget,
+    PointInfo,
+    PointRef,
+    PointValue,
+)
+
+# Object types whose present value the product reads. Others (device, network-port,
+# file, proprietary types, ...) are not points and are left out of enumeration.
+POINT_OBJECT_TYPES = frozenset(
+    {
+        "analog-input",
+        "analog-output",
+        "analog-value",
+        "binary-input",
+        "binary-output",
+        "binary-value",
+        "multi-state-input",
+        "multi-state-output",
+        "multi-state-value",
+        "accumulator",
+        "pulse-converter",
+        "loop",
+        "integer-value",
+        "positive-integer-value",
+        "large-analog-value",
+        "characterstring-value",
+        "binary-lighting-output",
+        "lighting-output",
+    }
+)
+
+# Rough encoded sizes (bytes) of one item in an acknowledgement, used to size
+# ReadPropertyMultiple batches so that the answer fits one APDU for devices that cannot
+# segment. Oversized batches are split again when a device says so anyway.
+_VALUE_BYTES = 24  # object id, present-value (REAL), status-flags, tags
+_OBJECT_LIST_ITEM_BYTES = 12  # property id, array index, object id, tags
+_OBJECT_TEXT_BYTES = 120  # name, description, units or state texts
+_APDU_HEADER_BYTES = 12
+_VALUE_BATCH_CAP = 100  # measured best on segmenting devices (BACNET_NOTES)
+_TEXT_BATCH_CAP = 40
+_OBJECT_LIST_BATCH_CAP = 100
+
+_DEVICE_PROPERTIES = (
+    ("name", "object-name"),
+    ("vendor_id", "vendor-identifier"),
+    ("vendor_name", "vendor-name"),
+    ("model_name", "model-name"),
+    ("firmware_revision", "firmware-revision"),
+    ("application_software_version", "application-software-version"),
+    ("description", "description"),
+    ("location", "location"),
+    ("protocol_revision", "protocol-revision"),
+    ("max_apdu", "max-apdu-length-accepted"),
+    ("segmentation", "segmentation-supported"),
+)
+
+
+def _batches(items: Sequence[Any], size: int) -> list[list[Any]]:
+    size = max(1, size)
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _segments_answers(segmentation: str | None) -> bool:
+    """Whether a device can send segmented acknowledgements."""
+    return segmentation in ("segmented-both", "segmented-transmit")
+
+
+def batch_size(per_item: int, max_apdu: int | None, segmentation: str | None, cap: int) -> int:
+    """How many items one ReadPropertyMultiple may ask a device for."""
+    if _segments_answers(segmentation):
+        return cap
+    usable = (max_apdu or 480) - _APDU_HEADER_BYTES
+    return max(1, min(cap, usable // per_item))
+
+
+class _DeviceWork:
+    """Enumeration and reads of one device (runs on the loop thread)."""
+
+    def __init__(self, session: _Session, supports_rpm: bool = True) -> None:
+        self.s = session
+        self.bp = session.bp
+        self.supports_rpm = supports_rpm
+
+    async def _pipelined(
+        self, batches: list[list[Any]], run: Callable[[list[Any]], Awaitable[None]]
+    ) -> None:
+        """The first batch alone (a silent device fails once, an RPM reject is learnt
+        once), then the others with a few requests in flight (``_Session.in_flight``)."""
+        if not batches:
+            return
+        await run(batches[0])
+        if self.supports_rpm and len(batches) > 1:
+            await _all(run(batch) for batch in batches[1:])
+
+    # -- device properties -------------------------------------------------------------
+
+    async def device_properties(self) -> DeviceProperties:
+        raw: dict[str, Any] = {}
+        props = [prop for _, prop in _DEVICE_PROPERTIES]
+        if self.supports_rpm:
+            try:
+                answer = await self.s.read_multiple([("device", self.s.instance, props)])
+                for prop in props:
+                    raw[prop] = answer.get(("device", self.s.instance, prop, None))
+            except BACnetTimeout:
+                raise
+            except BACnetError as exc:
+                if _is_service_unsupported(exc):
+                    self.supports_rpm = False
+                # Otherwise too big, or a device failing the whole request for one
+                # optional property: read them one by one (a missing device still fails,
+                # on its name).
+        if not raw:
+            raw = await self._device_properties_one_by_one(props)
+        return self._device_properties_from(raw)
+
+    async def _device_properties_one_by_one(self, props: list[str]) -> dict[str, Any]:
+        # The name first: a device that cannot answer it is not worth 10 more timeouts.
+        raw = {"object-name": await self._read_or_error("device", self.s.instance, props[0])}
+        if isinstance(raw["object-name"], BACnetError):
+            raise raw["object-name"]  # every device object has a name: the device is the problem
+        values = await _all(
+            self._read_or_error("device", self.s.instance, prop) for prop in props[1:]
+        )
+        raw.update(zip(props[1:], values, strict=True))
+        return raw
+
+    async def _read_or_error(self, object_type: str, instance: int, prop: str) -> Any:
+        try:
+            return await self.s.read(object_type, instance, prop)
+        except BACnetError as exc:
+            return exc
+
+    def _device_properties_from(self, raw: dict[str, Any]) -> DeviceProperties:
+        props = DeviceProperties(supports_rpm=self.supports_rpm)
+        for attr, prop in _DEVICE_PROPERTIES:
+            value = raw.get(prop)
+            if isinstance(value, BaseException) or _is_property_error(self.bp, value):
+                continue
+            if attr in ("vendor_id", "protocol_revision", "max_apdu"):
+                setattr(props, attr, _int_or_none(value))
+            elif attr == "segmentation":
+                props.segmentation = _enum_text(value)
+            else:
+                setattr(props, attr, safe_text(value))
+        return props
+
+    # -- object list ---------------------------------------------------------------------
+
+    async def object_list(self, props: DeviceProperties) -> list[tuple[str, int]]:
+        try:
+            value = await self.s.read("device", self.s.instance, "object-list")
+            return [(_enum_text(oid[0]), int(oid[1])) for oid in value]
+        except BACnetTimeout:
+            raise
+        except BACnetError as exc:
+            if not _is_too_big(exc):
+                raise
+        # Too big for one APDU (a device that cannot segment, or beyond our own limit):
+        # read its length (index 0), then the elements.
+        count = int(await self.s.read("device", self.s.instance, "object-list", 0))
+        indexes = list(range(1, count + 1))
+        found: dict[int, tuple[str, int]] = {}
+        if self.supports_rpm:
+            size = batch_size(
+                _OBJECT_LIST_ITEM_BYTES, props.max_apdu, props.segmentation, _OBJECT_LIST_BATCH_CAP
+            )
+            await self._pipelined(
+                _batches(indexes, size), lambda batch: self._object_list_batch(batch, found)
+            )
+        missing = [i for i in indexes if i not in found]
+        if missing:
+            values = await _all(self._object_list_element(i) for i in missing)
+            for index, value in zip(missing, values, strict=True):
+                if value is not None:
+                    found[index] = value
+        return [found[i] for i in indexes if i in found]
+
+    async def _object_list_element(self, index: int) -> tuple[str, int] | None:
+        oid = await self.s.read("device", self.s.instance, "object-list", index)
+        return (_enum_text(oid[0]), int(oid[1]))
+
+    async def _object_list_batch(self, batch: list[int], found: dict[int, tuple[str, int]]) -> None:
+        try:
+            answer = await self.s.read_multiple(
+                [("device", self.s.instance, [("object-list", i) for i in batch])]
+            )
+        except BACnetTimeout:
+            raise
+        except BACnetError as exc:
+            if _is_service_unsupported(exc):
+                self.supports_rpm = False
+                return
+            if _is_too_big(exc) and len(batch) > 1:
+                half = len(batch) // 2
+                await self._object_list_batch(batch[:half], found)
+                await self._object_list_batch(batch[half:], found)
+                return
+            raise
+        for (_t, _i, _p, index), oid in answer.items():
+            if index is not None and not _is_property_error(self.bp, oid):
+                found[index] = (_enum_text(oid[0]), int(oid[1]))
+
+    # -- object texts --------------------------------------------------------------------
+
+    @staticmethod
+    def text_properties(object_type: str) -> list[str]:
+        props = ["object-name", "description"]
+        if object_type.startswith("binary"):
+            props += ["inactive-text", "active-text"]
+        elif object_type.startswith("multi-state"):
+            props += ["state-text"]
+        elif object_type not in ("characterstring-value",):
+            props += ["units"]
+        return props
+
+    async def points(
+        self, objects: Iterable[tuple[str, int]], props: DeviceProperties
+    ) -> list[PointInfo]:
+        wanted = [(t, i) for t, i in objects if t in POINT_OBJECT_TYPES]
+        raw: dict[tuple[str, int], dict[str, Any]] = {obj: {} for obj in wanted}
+        if self.supports_rpm:
+            size = batch_size(
+                _OBJECT_TEXT_BYTES, props.max_apdu, props.segmentation, _TEXT_BATCH_CAP
+            )
+            await self._pipelined(
+                _batches(wanted, size), lambda batch: self._texts_batch(batch, raw)
+            )
+        pending = [obj for obj in wanted if not raw[obj]]
+        if pending:
+            await _all(self._texts_one_by_one(obj, raw) for obj in pending)
+        return [self._point_from(obj, raw[obj]) for obj in wanted]
+
+    async def _texts_batch(
+        self, batch: list[tuple[str, int]], raw: dict[tuple[str, int], dict[str, Any]]
+    ) -> None:
+        specs = [(t, i, self.text_properties(t)) for t, i in batch]
+        try:
+            answer = await self.s.read_multiple(specs)
+        except BACnetTimeout:
+            raise
+        except BACnetError as exc:
+            if _is_service_unsupported(exc):
+                self.supports_rpm = False
+                return
+            if len(batch) > 1:
+                # Too big, or one object the device chokes on: halve until it fits.
+                half = len(batch) // 2
+                await self._texts_batch(batch[:half], raw)
+                await self._texts_batch(batch[half:], raw)
+            # A single object that still fails is read property by property later.
+            return
+        for (object_type, instance, prop, _index), value in answer.items():
+            key = (object_type, instance)
+            if key in raw:
+                raw[key][prop] = value
+
+    async def _texts_one_by_one(
+        self, obj: tuple[str, int], raw: dict[tuple[str, int], dict[str, Any]]
+    ) -> None:
+        props = self.text_properties(obj[0])
+        values = await _all(self._read_or_error(obj[0], obj[1], p) for p in props)
+        raw[obj] = dict(zip(props, values, strict=True))
+        if all(isinstance(v, BACnetTimeout) for v in values):
+            raise values[0]
+
+    def _point_from(self, obj: tuple[str, int], raw: dict[str, Any]) -> PointInfo:
+        def ok(prop: str) -> Any:
+            value = raw.get(prop)
+            if isinstance(value, BaseException) or _is_property_error(self.bp, value):
+                return None
+            return value
+
+        point = PointInfo(object_type=obj[0], instance=obj[1])
+        point.name = safe_text(ok("object-name"))
+        point.description = safe_text(ok("description"))
+        units = ok("units")
+        point.units = _enum_text(units) if units is not None else ""
+        if obj[0].startswith("binary"):
+            point.state_texts = [safe_text(ok("inactive-text")), safe_text(ok("active-text"))]
+            if not any(point.state_texts):
+                point.state_texts = []
+        elif obj[0].startswith("multi-state"):
+            texts = ok("state-text")
+            if texts is not None:
+                try:
+                    point.state_texts = [safe_text(t) for t in texts]
+                except TypeError:
+                    point.state_texts = []
+        return point
+
+    # -- present values ------------------------------------------------------------------
+
+    async def read_values(self, target: DeviceTarget, result: DeviceReadResult) -> None:
+        """Fill ``result.values`` (in ``target.points`` order) as batches complete."""
+        refs = list(target.points)
+        values: dict[PointRef, PointValue] = {}
+        answered = False
+        if self.supports_rpm:
+            size = batch_size(_VALUE_BYTES, target.max_apdu, target.segmentation, _VALUE_BATCH_CAP)
+
+            async def one_batch(batch: list[PointRef]) -> None:
+                nonlocal answered
+                try:
+                    await self._values_batch(batch, values)
+                    answered = True
+                except BACnetTimeout as exc:
+                    if not answered:
+                        raise  # the device does not answer at all: fail it as a whole
+                    for ref in batch:
+                        values[ref] = self._point_error(ref, exc)
+                # Kept current so that a device deadline keeps what was read.
+                result.values = [values[r] for r in refs if r in values]
+
+            await self._pipelined(_batches(refs, size), one_batch)
+        result.supports_rpm = self.supports_rpm
+        pending = [r for r in refs if r not in values]
+        if pending:
+            if not answered:
+                # Probe with the first point so a silent device costs one deadline only.
+                values[pending[0]] = await self._value_one(pending[0], raise_timeout=True)
+                pending = pending[1:]
+            read = await _all(self._value_one(r) for r in pending)
+            values.update(zip(pending, read, strict=True))
+        result.values = [values[r] for r in refs]
+
+    def _point_error(self, ref: PointRef, exc: BACnetError) -> PointValue:
+        return PointValue(object_type=ref.object_type, instance=ref.instance, error=str(exc))
+
+    async def _values_batch(
+        self, batch: list[PointRef], values: dict[PointRef, PointValue]
+    ) -> None:
+        specs = [(r.object_type, r.instance, ["present-value", "status-flags"]) for r in batch]
+        try:
+            answer = await self.s.read_multiple(specs)
+        except BACnetTimeout:
+            raise
+        except BACnetError as exc:
+            if _is_service_unsupported(exc):
+                self.supports_rpm = False
+                return
+            if len(batch) > 1:
+                half = len(batch) // 2
+                await self._values_batch(batch[:half], values)
+                await self._values_batch(batch[half:], values)
+                return
+            values[batch[0]] = self._point_error(batch[0], exc)
+            return
+        for ref in batch:
+            values[ref] = self._point_value(
+                ref,
+                answer.get((ref.object_type, ref.instance, "present-value", None)),
+                answer.get((ref.object_type, ref.instance, "status-flags", None)),
+            )
+
+    def _point_value(self, ref: PointRef, present: Any, flags: Any) -> PointValue:
+        point = PointValue(object_type=ref.object_type, instance=ref.instance)
+        if isinstance(present, BaseException) or _is_property_error(self.bp, present):
+            reason = str(present) if isinstance(present, BACnetError) else _error_type_text(present)
+            point.error = self.s.where(f"{ref.object_type},{ref.instance} present-value: {reason}")
+        else:
+            try:
+                point.value, point.text = convert_present_value(
+                    self.bp, ref.object_type, present, getattr(ref, "state_texts", ())
+                )
+            except Exception as exc:
+                point.error = self.s.where(
+                    f"{ref.object_type},{ref.instance} present-value: "
+                    f"{type(exc).__name__}: {safe_text(exc)}"
+                )
+        if not (isinstance(flags, BaseException) or _is_property_error(self.bp, flags)):
+            point.status_flags = status_flags_mask(flags)
+        return point
+
+    async def _value_one(self, ref: PointRef, raise_timeout: bool = False) -> PointValue:
+        try:
+            present = await self.s.read(ref.object_type, ref.instance, "present-value")
+        except BACnetTimeout as exc:
+            if raise_timeout:
+                raise
+            return self._point_error(ref, exc)
+        except BACnetError as exc:
+            return self._point_error(ref, exc)
+        try:
+            flags = await self.s.read(ref.object_type, ref.instance, "status-flags")
+        except BACnetError:
+            flags = None
+        return self._point_value(ref, present, flags)
+
+
+def with_state_texts(ref: PointRef, state_texts: Sequence[str]) -> PointRef:
+    """A PointRef carrying the point's state texts, for readable binary/multi-state text."""
+    return replace(ref, state_texts=tuple(state_texts))
