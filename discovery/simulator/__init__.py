@@ -1,7 +1,7 @@
 """A simulated BACnet/IP site for tests and the demo (built on bacpypes3).
 
 This is a test and demo device, not the product: the product's only BACnet code is
-discovery/bacnet_client.py. `SiteSpec` holds the options, `run_site()` runs the site
+discovery/bacnet_client/. `SiteSpec` holds the options, `run_site()` runs the site
 until SIGTERM/SIGINT; see docs/simulator.md.
 """
 
