@@ -243,6 +243,9 @@ BACNET_ROLLUP_INTERVAL_S = env.int("BACNET_ROLLUP_INTERVAL_S", default=300)
 BACNET_WORKER_HEARTBEAT_S = env.int("BACNET_WORKER_HEARTBEAT_S", default=10)
 BACNET_JOB_STALE_AFTER_S = env.int("BACNET_JOB_STALE_AFTER_S", default=120)
 BACNET_JOB_MAX_ATTEMPTS = env.int("BACNET_JOB_MAX_ATTEMPTS", default=3)
+# The pages' live job stream: a keep-alive comment this often, and a reconnect after max.
+BACNET_EVENTS_KEEPALIVE_S = env.float("BACNET_EVENTS_KEEPALIVE_S", default=15.0)
+BACNET_EVENTS_MAX_S = env.float("BACNET_EVENTS_MAX_S", default=300.0)
 FLOWER_URL = env.str("FLOWER_URL", default="http://localhost:5555")
 
 # --- Logging --------------------------------------------------------------------------
