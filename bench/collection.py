@@ -21,6 +21,7 @@ from bench.common import (
     Row,
     Stat,
     clear_all_data,
+    interleave,
     log,
     rate_stat,
     repeat,
@@ -77,13 +78,14 @@ def _measure(result: PartResult, devices: int, objects: int, runs: int) -> None:
         def rp() -> int:
             return run_on_loop(client, bare.rp_values(client._app, rp_slice))
 
-        log(f"collection: {sizes}: product cycles")
+        log(f"collection: {sizes}: product cycles, client reads and bare RPM, interleaved")
         sim_cpu = cpu_seconds(site.pid)
-        cycles = repeat(product, runs, warmup=1)
-        sim_cpu = (cpu_seconds(site.pid) - sim_cpu) / (runs + 1)
-        log(f"collection: {sizes}: client reads alone, bare RPM, RP one at a time")
-        reads = repeat(read_only, runs, warmup=1)
-        rpms = repeat(rpm, runs, warmup=1)
+        samples = interleave(
+            {"product": product, "read_only": read_only, "rpm": rpm}, runs, warmup=1
+        )
+        sim_cpu = (cpu_seconds(site.pid) - sim_cpu) / (3 * (runs + 1))
+        cycles, reads, rpms = samples["product"], samples["read_only"], samples["rpm"]
+        log(f"collection: {sizes}: ReadProperty one at a time")
         rps = repeat(rp, max(3, runs // 2))
 
     product_rate = rate_stat(cycles, lambda n: n)
@@ -127,7 +129,7 @@ def _measure(result: PartResult, devices: int, objects: int, runs: int) -> None:
     result.notes.append(
         f"{sizes}: storing took {store_share.median:.0%} of a cycle (median; "
         f"`duration_s - read_s` of the cycle's result); the simulator process used "
-        f"{sim_cpu:.2f} CPU s per cycle"
+        f"{sim_cpu:.2f} CPU s per measured run"
         + (f"; {len(incomplete)} cycle(s) stored fewer than {total} readings" if incomplete else "")
         + "."
     )

@@ -189,6 +189,27 @@ def repeat(
     return out
 
 
+def interleave(
+    fns: dict[str, Callable[[], Any]],
+    runs: int,
+    *,
+    before: dict[str, Callable[[], Any]] | None = None,
+    warmup: int = 1,
+) -> dict[str, list[tuple[float, Any]]]:
+    """Run several measures in rounds (a, b, c, a, b, c, ...), so that a change in the
+    machine's load during the part weighs on each the same. ``before`` runs untimed
+    ahead of the named measure. Returns (seconds, result) per timed run, by name."""
+    out: dict[str, list[tuple[float, Any]]] = {name: [] for name in fns}
+    for index in range(warmup + runs):
+        for name, fn in fns.items():
+            if before and name in before:
+                before[name]()
+            seconds, result = timed(fn)
+            if index >= warmup:
+                out[name].append((seconds, result))
+    return out
+
+
 def seconds_stat(samples: Sequence[tuple[float, Any]]) -> Stat:
     return Stat([s for s, _ in samples])
 

@@ -15,8 +15,8 @@ from bench.common import (
     Row,
     Stat,
     clear_all_data,
+    interleave,
     log,
-    repeat,
     seconds_stat,
 )
 from bench.site import run_on_loop, simulated_site, started_client
@@ -56,13 +56,23 @@ def _measure(result: PartResult, devices: int, runs: int) -> None:
                 bare.enumerate_devices(client._app, addresses, client.config.read_concurrency),
             )
 
-        log(f"discovery: {sizes}: product")
-        runs_product = repeat(product, runs, before=clear_all_data, warmup=1)
-        log(f"discovery: {sizes}: last I-Am and bare enumeration")
-        i_ams = [last_i_am() for _ in range(runs + 1)][1:]
-        bare_enum = repeat(enumeration, runs, warmup=1)
-        log(f"discovery: {sizes}: client discover + enumerate_devices without storing")
-        client_only = repeat(client_enumeration, runs, warmup=1)
+        log(f"discovery: {sizes}: product, last I-Am, bare and client enumeration, interleaved")
+        samples = interleave(
+            {
+                "product": product,
+                "i_am": last_i_am,
+                "bare": enumeration,
+                "client": client_enumeration,
+            },
+            runs,
+            before={"product": clear_all_data},
+        )
+        runs_product, bare_enum, client_only = (
+            samples["product"],
+            samples["bare"],
+            samples["client"],
+        )
+        i_ams = [seconds for _, seconds in samples["i_am"]]
 
     found = [s["devices_found"] for s in summaries[1:]]
     missed = [n for n in found if n != len(expected)]
