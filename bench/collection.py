@@ -23,6 +23,7 @@ from bench.common import (
     clear_all_data,
     interleave,
     log,
+    paired_ratio,
     rate_stat,
     repeat,
 )
@@ -96,6 +97,7 @@ def _measure(result: PartResult, devices: int, objects: int, runs: int) -> None:
     store_share = Stat(
         [(s["duration_s"] - s["read_s"]) / s["duration_s"] for s in summaries if s["duration_s"]]
     )
+    to_bare = paired_ratio(product_rate, rpm_rate)
     result.rows += [
         Row(
             "collect_and_store (read + store)",
@@ -105,7 +107,8 @@ def _measure(result: PartResult, devices: int, objects: int, runs: int) -> None:
             f"bare RPM loop ({RPM_BATCH} a request)",
             rpm_rate,
             f">= {BARE_TARGET}x bare RPM",
-            product_rate.median >= BARE_TARGET * rpm_rate.median,
+            to_bare >= BARE_TARGET,
+            ratio=to_bare,
         ),
         Row(
             "collect_and_store (read + store)",
@@ -124,6 +127,7 @@ def _measure(result: PartResult, devices: int, objects: int, runs: int) -> None:
             read_rate,
             f"bare RPM loop ({RPM_BATCH} a request)",
             rpm_rate,
+            ratio=paired_ratio(read_rate, rpm_rate),
         ),
     ]
     result.notes.append(
@@ -145,6 +149,8 @@ def run(options: Options) -> PartResult:
         "Python at both ends on the same 2 shared cores: the simulator (one process, all "
         "devices) and the client compete for CPU, so absolute rates are low; compare ratios. "
         "The bare loops run on the product client's own bacpypes3 application and loop, "
-        "with the product's device concurrency (BACNET_READ_CONCURRENCY, 16)."
+        "with the product's device concurrency (BACNET_READ_CONCURRENCY, 16). Product, client "
+        "reads and bare loop run in interleaved rounds; their ratios are the median of the "
+        "per-round ratios."
     )
     return result

@@ -86,7 +86,8 @@ class Row:
     """One line of a part's table: the product's figure against one baseline.
 
     ``ratio`` is product / baseline in the row's unit (a rate ratio above 1 means the
-    product is faster; a time ratio below 1 means it is faster)."""
+    product is faster; a time ratio below 1 means it is faster): the ratio of the medians,
+    or for interleaved measures the median of the per-round ratios (given)."""
 
     measure: str
     sizes: str
@@ -208,6 +209,12 @@ def interleave(
             if index >= warmup:
                 out[name].append((seconds, result))
     return out
+
+
+def paired_ratio(product: Stat, baseline: Stat) -> float:
+    """The median of per-round ratios of interleaved measures: a load change that hits
+    one round hits both sides of that round's ratio."""
+    return statistics.median(p / b for p, b in zip(product.values, baseline.values, strict=True))
 
 
 def seconds_stat(samples: Sequence[tuple[float, Any]]) -> Stat:
