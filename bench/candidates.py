@@ -7,13 +7,18 @@
 - ``points_fillfactor``: the points table at another fillfactor for one measure.
 - ``downsample_from_hourly``: chart data read from the hourly statistics (a proposal
   for ``discovery.api.trends``).
+- ``discover_and_enumerate_overlapped``: enumeration started by each I-Am instead of
+  after the quiet window (a proposal for the client and ``discover_and_store``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -217,3 +222,52 @@ _HOUR = timedelta(hours=1)
 def _next_hour(moment: datetime) -> datetime:
     floor = moment.replace(minute=0, second=0, microsecond=0)
     return floor if floor == moment else floor + _HOUR
+
+
+async def discover_and_enumerate_overlapped(client: Any) -> int:
+    """Global Who-Is, each device enumerated as soon as its I-Am arrives (at most
+    ``read_concurrency`` at once), instead of after the quiet window: the window then
+    overlaps the enumeration. Same quiet window and the client's own per-device
+    enumeration (``_enumerate_one``); nothing stored. Returns devices enumerated.
+
+    A proposal for ``BACnetClient.discover`` / ``enumerate_devices`` and
+    ``discover_and_store``, runs on the client's loop."""
+    from bacpypes3.apdu import WhoIsRequest
+    from bacpypes3.pdu import GlobalBroadcast
+
+    from discovery.bacnet_types import DiscoveredDevice
+
+    loop = asyncio.get_running_loop()
+    limit = asyncio.Semaphore(max(1, client.config.read_concurrency))
+    quiet_s = client.config.discovery_quiet_s
+    own = client.local_address
+    tasks: dict[int, asyncio.Task[Any]] = {}
+    last = [time.monotonic()]
+
+    async def enumerate_one(device: DiscoveredDevice) -> Any:
+        async with limit:
+            return await client._enumerate_one(device)
+
+    def listener(iam: Any) -> None:
+        if iam.address == own or iam.instance in tasks:
+            return
+        last[0] = iam.at
+        device = DiscoveredDevice(
+            instance=iam.instance,
+            address=iam.address,
+            network_number=iam.network_number,
+            vendor_id=iam.vendor_id,
+            max_apdu=iam.max_apdu,
+            segmentation=iam.segmentation,
+        )
+        tasks[iam.instance] = loop.create_task(enumerate_one(device))
+
+    client._iam_listeners.append(listener)
+    try:
+        client._app.request(WhoIsRequest(destination=GlobalBroadcast()))
+        while (left := last[0] + quiet_s - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+    finally:
+        client._iam_listeners.remove(listener)
+    results = await asyncio.gather(*tasks.values())
+    return sum(1 for r in results if not r.error)

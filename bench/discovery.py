@@ -8,7 +8,7 @@ of the same devices (with the product's device concurrency, nothing stored)."""
 
 from __future__ import annotations
 
-from bench import bare
+from bench import bare, candidates
 from bench.common import (
     Options,
     PartResult,
@@ -51,6 +51,9 @@ def _measure(result: PartResult, devices: int, runs: int) -> None:
             found = client.discover()
             return len(client.enumerate_devices(found.devices))
 
+        def overlapped() -> int:
+            return run_on_loop(client, candidates.discover_and_enumerate_overlapped(client))
+
         def enumeration() -> int:
             return run_on_loop(
                 client,
@@ -64,6 +67,7 @@ def _measure(result: PartResult, devices: int, runs: int) -> None:
                 "i_am": last_i_am,
                 "bare": enumeration,
                 "client": client_enumeration,
+                "overlapped": overlapped,
             },
             runs,
             before={"product": clear_all_data},
@@ -112,6 +116,15 @@ def _measure(result: PartResult, devices: int, runs: int) -> None:
             "last I-Am + bare enumeration",
             baseline,
             ratio=paired_ratio(seconds_stat(client_only), baseline),
+        ),
+        Row(
+            "candidate: enumeration started by each I-Am (no storing)",
+            sizes,
+            "s",
+            seconds_stat(samples["overlapped"]),
+            "last I-Am + bare enumeration",
+            baseline,
+            ratio=paired_ratio(seconds_stat(samples["overlapped"]), baseline),
         ),
         Row(
             "enumerate + store (the rest of discover_and_store)",
