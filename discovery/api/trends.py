@@ -5,16 +5,23 @@ the range is cut into ``buckets`` equal slices and the database returns one row 
 that holds readings (average, minimum, maximum, count and the mean time of its
 readings): a bounded envelope whatever the range, computed by one aggregate query over
 the (point, timestamp) index.
+
+With buckets an hour wide or wider (a week or more) on PostgreSQL, the whole hours the
+rollup has already summarised come from the hourly statistics (one row per hour instead
+of sixty readings) and only the edges from the readings: a year's chart went from
+415 ms to about 16 ms (bench/RESULTS.md, pages). Averages are weighted by each hour's
+count, so they equal the averages over the readings.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
 
-from discovery.models import BACnetReading
+from discovery.models import BACnetHourlyStat, BACnetReading
 
 DEFAULT_BUCKETS = 1000
 MAX_BUCKETS = 5000
@@ -65,6 +72,11 @@ def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> d
         raw = cursor.fetchall()
         if len(raw) <= buckets:
             rows = [(None, t, v, v, v, 1) for t, v in raw]
+        elif width >= 3600 and connection.vendor == "postgresql":
+            # Whole hours per bucket, from the start's hour: each summarised hour then
+            # falls inside one bucket, as its readings would.
+            width = math.ceil(width / 3600) * 3600
+            rows = _buckets_from_hourly_stats(cursor, point_id, start, end, width)
         else:
             cursor.execute(sql, [start_s, width, *params])
             rows = cursor.fetchall()
@@ -79,3 +91,54 @@ def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> d
         "max": [row[4] for row in rows],
         "count": [row[5] for row in rows],
     }
+
+
+_HOUR = timedelta(hours=1)
+
+
+def _next_hour(moment: datetime) -> datetime:
+    floor = moment.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == moment else floor + _HOUR
+
+
+def _buckets_from_hourly_stats(
+    cursor: Any, point_id: int, start: datetime, end: datetime, width: float
+) -> list[tuple]:
+    """(bucket, mean time, average, min, max, count) rows, like the readings query, with
+    the summarised whole hours read from ``BACnetHourlyStat`` (PostgreSQL)."""
+    stats = connection.ops.quote_name(BACnetHourlyStat._meta.db_table)
+    readings = connection.ops.quote_name(BACnetReading._meta.db_table)
+    cursor.execute(
+        f"SELECT min(bucket_start), max(bucket_start) FROM {stats} "  # noqa: S608
+        "WHERE point_id = %s AND bucket_start >= %s AND bucket_start + interval '1 hour' <= %s",
+        [point_id, _next_hour(start), end],
+    )
+    first, last = cursor.fetchone()
+    # Hours from the statistics, [covered_from, covered_to); readings before and after.
+    covered_from = first or end
+    covered_to = last + _HOUR if last is not None else end
+    cursor.execute(
+        f"""
+        WITH parts AS (
+            SELECT EXTRACT(EPOCH FROM bucket_start)::float8 + 1800 AS t, count AS n,
+                   average * count AS total, minimum AS low, maximum AS high
+            FROM {stats}
+            WHERE point_id = %s AND bucket_start >= %s AND bucket_start < %s
+            UNION ALL
+            SELECT EXTRACT(EPOCH FROM timestamp)::float8, 1, value, value, value
+            FROM {readings}
+            WHERE point_id = %s AND value IS NOT NULL AND (
+                (timestamp >= %s AND timestamp < %s) OR (timestamp >= %s AND timestamp < %s)
+            )
+        )
+        SELECT CAST(FLOOR((t - %s) / %s) AS INTEGER) AS bucket,
+               SUM(t * n) / SUM(n), SUM(total) / SUM(n), MIN(low), MAX(high), SUM(n)
+        FROM parts GROUP BY bucket ORDER BY bucket
+        """,  # noqa: S608
+        [
+            point_id, covered_from, covered_to,
+            point_id, start, covered_from, covered_to, end,
+            start.replace(minute=0, second=0, microsecond=0).timestamp(), width,
+        ],
+    )  # fmt: skip
+    return cursor.fetchall()

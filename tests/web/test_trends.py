@@ -89,3 +89,34 @@ def test_it_draws_a_year_of_minute_data_from_a_bounded_reply(api):
     assert sum(body["count"]) == 365 * 24 * 60
     # A generous limit: the point is that it is one aggregate query, not 525,600 rows.
     assert elapsed < 30
+
+
+@pytest.mark.postgres
+def test_long_ranges_read_summarised_hours_from_the_hourly_stats_with_the_same_result():
+    """GIVEN 30 days of readings, hourly statistics for the first 20 days only
+    WHEN a 30-day chart is asked for (buckets of hours)
+    THEN each bucket equals what its readings give: stats for the summarised hours,
+    readings for the rest, nothing lost or counted twice."""
+    from discovery.services.rollups import roll_up
+
+    point = PointFactory()
+    every = timedelta(minutes=10)
+    add_readings(point, 30 * 24 * 6, every)
+    roll_up("hour", START, START + timedelta(days=20))
+    end = START + timedelta(days=30)
+    data = downsample(point.pk, START, end, 100)
+    # Whole hours per bucket, so that each summarised hour falls inside one bucket.
+    assert data["bucket_seconds"] % 3600 == 0 and data["bucket_seconds"] >= 30 * 86400 / 100
+
+    width = data["bucket_seconds"]
+    expected: dict[int, list[float]] = {}
+    for i in range(30 * 24 * 6):
+        expected.setdefault(int((i * every).total_seconds() // width), []).append(float(i % 100))
+    assert sum(data["count"]) == 30 * 24 * 6
+    assert len(data["avg"]) == len(expected)
+    for bucket, (avg, low, high, count) in enumerate(
+        zip(data["avg"], data["min"], data["max"], data["count"], strict=True)
+    ):
+        values = expected[bucket]
+        assert (low, high, count) == (min(values), max(values), len(values))
+        assert avg == pytest.approx(sum(values) / len(values))
