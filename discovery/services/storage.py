@@ -251,8 +251,9 @@ def _write_cycle_postgresql(
 ) -> None:
     """The cycle goes to PostgreSQL once (COPY into a temporary table) and the database
     fans it out: readings with INSERT ... SELECT (still ON CONFLICT DO NOTHING), latest
-    values with one UPDATE ... FROM. About 5x the rows/s of bulk_create + bulk_update
-    (whose CASE WHEN per row and field grows with the square of the batch)."""
+    values with one UPDATE ... FROM. 34-41x the rows/s of bulk_create + bulk_update, whose
+    time went to Python building one CASE WHEN expression per row and field
+    (bench/RESULTS.md, ingest)."""
     buffer = io.StringIO()
     for point_id, number, text, flags in values:
         buffer.write(
