@@ -68,7 +68,7 @@ def _pages(point_id: int, middle: str) -> list[Page]:
             f"{trend}?range=year",
             f"{trend}?range=year&buckets=10",
         ),
-        Page("point chart data, day", f"{trend}?range=day", f"{trend}?range=day&buckets=10"),
+        Page("point chart data, day", f"{trend}?range=day", f"{trend}?range=day&buckets=500"),
         Page("readings API, oldest first", readings, f"{readings}&page_size=5"),
         Page(
             "readings API, newest first",
