@@ -181,6 +181,10 @@ class StatBase(models.Model):
                 violation_error_message="This point already has statistics for that bucket.",
             ),
         ]
+        indexes = [
+            # The rollup starts from the newest bucket written, to catch up after an outage.
+            models.Index(fields=["bucket_start"], name="%(class)s_bucket"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.point_id}@{self.bucket_start:%Y-%m-%d %H:%M}"

@@ -70,12 +70,28 @@ def roll_up(period: Period, start: datetime | None = None, end: datetime | None 
         return cursor.rowcount
 
 
+def _catch_up_start(period: Period, lookback: timedelta, now: datetime) -> datetime | None:
+    """Where a scheduled rollup starts: ``lookback`` before now (late readings), or the
+    newest bucket already written if that is older (the rollups were down for a while:
+    catch up). None when nothing was ever rolled up: everything."""
+    newest = (
+        STAT_MODELS[period]
+        .objects.order_by("-bucket_start")
+        .values_list("bucket_start", flat=True)
+        .first()
+    )
+    if newest is None:
+        return None
+    return min(now - lookback, newest)
+
+
 def calculate_hourly_stats(lookback_hours: int = 3, now: datetime | None = None) -> int:
-    """Recompute the last few hours' buckets (late readings included)."""
+    """Recompute the last few hours' buckets (late readings included), and any hours
+    missed while the rollups were not running."""
     now = now or timezone.now()
-    return roll_up("hour", now - timedelta(hours=lookback_hours), now)
+    return roll_up("hour", _catch_up_start("hour", timedelta(hours=lookback_hours), now), now)
 
 
 def calculate_daily_stats(lookback_days: int = 2, now: datetime | None = None) -> int:
     now = now or timezone.now()
-    return roll_up("day", now - timedelta(days=lookback_days), now)
+    return roll_up("day", _catch_up_start("day", timedelta(days=lookback_days), now), now)

@@ -77,3 +77,12 @@ def test_daily_stats_group_by_utc_day(point):
         (datetime(2026, 11, 23, tzinfo=UTC), 1),
         (datetime(2026, 11, 24, tzinfo=UTC), 1),
     ]
+
+
+def test_the_scheduled_rollup_catches_up_on_hours_missed_while_it_was_down(point):
+    add(point, 5, 1.0)  # 08:05
+    calculate_hourly_stats(now=T0 + timedelta(minutes=30))
+    for hour in range(1, 10):  # readings go on, rollups are down for nine hours
+        add(point, 60 * hour + 5, float(hour))
+    calculate_hourly_stats(lookback_hours=3, now=T0 + timedelta(hours=10))
+    assert BACnetHourlyStat.objects.count() == 10  # not only the last three hours
