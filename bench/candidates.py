@@ -5,8 +5,6 @@
   spends most of its time in Python, building and compiling a ``Case(When(pk=...))`` per
   row and field: 3.4 s of 3.7 s for 5,000 points, whatever its batch size.
 - ``points_fillfactor``: the points table at another fillfactor for one measure.
-- ``downsample_from_hourly``: chart data read from the hourly statistics (a proposal
-  for ``discovery.api.trends``).
 - ``discover_and_enumerate_overlapped``: enumeration started by each I-Am instead of
   after the quiet window (a proposal for the client and ``discover_and_store``).
 """
@@ -17,7 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
@@ -148,80 +146,6 @@ def points_fillfactor(percent: int) -> Iterator[None]:
             else:
                 cursor.execute(f"ALTER TABLE {table} SET (fillfactor = {int(row[0])})")
             cursor.execute(f"VACUUM FULL {table}")
-
-
-def downsample_from_hourly(
-    point_id: int, start: datetime, end: datetime, buckets: int
-) -> list[tuple[int, float, float, float, float, int]]:
-    """Chart buckets of [start, end) read from the hourly statistics where they exist.
-
-    For buckets an hour wide or wider (a week or more at 1,000 buckets), the whole hours
-    that the rollup has already summarised come from ``BACnetHourlyStat`` (one row per
-    hour instead of 60 readings), and only the edges (the partial first hour and the
-    hours after the last rolled-up one) from the readings. Averages are weighted by
-    each hour's count, so they equal the averages over the readings; the time of an
-    hour's readings is taken as its middle. Returns (bucket, mean time, average, min,
-    max, count) rows like ``discovery.api.trends.downsample``'s query."""
-    from discovery.models import BACnetHourlyStat
-
-    start_s, end_s = start.timestamp(), end.timestamp()
-    width = max((end_s - start_s) / max(1, buckets), 1e-3)
-    q = connection.ops.quote_name
-    stats = q(BACnetHourlyStat._meta.db_table)
-    readings = q(BACnetReading._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT min(bucket_start), max(bucket_start) FROM {stats} "
-            "WHERE point_id = %s AND bucket_start >= date_trunc('hour', %s::timestamptz) "
-            "AND bucket_start + interval '1 hour' <= %s",
-            [point_id, start, end],
-        )
-        first, last = cursor.fetchone()
-        if first is None or first < start:
-            # The first hour is partial: start summarising at the next whole hour.
-            first = None if first is None else max(first, _next_hour(start))
-        covered_from = first or end
-        covered_to = (last + _HOUR) if last is not None and first is not None else end
-        cursor.execute(
-            f"""
-            WITH parts AS (
-                SELECT EXTRACT(EPOCH FROM bucket_start)::float8 + 1800 AS t, count AS n,
-                       average * count AS total, minimum AS low, maximum AS high
-                FROM {stats}
-                WHERE point_id = %s AND bucket_start >= %s AND bucket_start < %s
-                UNION ALL
-                SELECT EXTRACT(EPOCH FROM timestamp)::float8, 1, value, value, value
-                FROM {readings}
-                WHERE point_id = %s AND value IS NOT NULL AND (
-                    (timestamp >= %s AND timestamp < %s) OR (timestamp >= %s AND timestamp < %s)
-                )
-            )
-            SELECT CAST(FLOOR((t - %s) / %s) AS INTEGER) AS bucket,
-                   SUM(t * n) / SUM(n), SUM(total) / SUM(n), MIN(low), MAX(high), SUM(n)
-            FROM parts GROUP BY bucket ORDER BY bucket
-            """,
-            [
-                point_id,
-                covered_from,
-                covered_to,
-                point_id,
-                start,
-                covered_from,
-                covered_to,
-                end,
-                start_s,
-                width,
-            ],
-        )
-        return cursor.fetchall()
-
-
-_HOUR = timedelta(hours=1)
-
-
-def _next_hour(moment: datetime) -> datetime:
-    floor = moment.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == moment else floor + _HOUR
 
 
 async def discover_and_enumerate_overlapped(client: Any) -> int:

@@ -18,7 +18,6 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from bench import candidates
 from bench.common import (
     Options,
     PartResult,
@@ -29,7 +28,6 @@ from bench.common import (
     seconds_stat,
 )
 from bench.data import fill_readings, make_devices
-from discovery.api.trends import downsample
 from discovery.models import BACnetPoint
 from discovery.services.rollups import roll_up
 
@@ -136,7 +134,7 @@ def run(options: Options) -> PartResult:
     result = PartResult("pages", TITLE)
     runs = options.repeats(9)
     charted = 10 if options.full else 1
-    point_id, middle, end = _setup(charted)
+    point_id, middle, _ = _setup(charted)
     client = _client()
     for page in _pages(point_id, middle):
         log(f"pages: {page.name}")
@@ -161,25 +159,6 @@ def run(options: Options) -> PartResult:
                 server_stat.median <= TARGET_S and constant,
             )
         )
-    log("pages: candidate chart query from the hourly statistics")
-    start = end - timedelta(days=366)
-    product = repeat(lambda: downsample(point_id, start, end, 1000), runs, warmup=1)
-    candidate = repeat(
-        lambda: candidates.downsample_from_hourly(point_id, start, end, 1000), runs, warmup=1
-    )
-    same_count = sum(product[-1][1]["count"]) == sum(r[5] for r in candidate[-1][1])
-    result.rows.append(
-        Row(
-            "candidate: year chart data from hourly stats (query only)",
-            f"{len(candidate[-1][1])} buckets; same reading count: {'yes' if same_count else 'NO'}",
-            "s",
-            seconds_stat(candidate),
-            "downsample() of the product",
-            seconds_stat(product),
-            f"<= {TARGET_S * 1000:.0f} ms",
-            seconds_stat(candidate).median <= TARGET_S,
-        )
-    )
     result.notes.append(
         f"Data: {DEVICES:,} devices with {POINTS_PER_DEVICE} points each "
         f"({DEVICES * POINTS_PER_DEVICE:,} points); {charted} point(s) with {READINGS:,} "
