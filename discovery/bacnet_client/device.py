@@ -262,26 +262,45 @@ class _DeviceWork:
     async def _texts_batch(
         self, batch: list[tuple[str, int]], raw: dict[tuple[str, int], dict[str, Any]]
     ) -> None:
-        specs = [(t, i, self.text_properties(t)) for t, i in batch]
+        def store(_part: list[tuple[str, int]], answer: dict[tuple, Any]) -> None:
+            for (object_type, instance, prop, _index), value in answer.items():
+                key = (object_type, instance)
+                if key in raw:
+                    raw[key][prop] = value
+
+        # A single object that still fails is read property by property later.
+        await self._rpm_in_halves(
+            batch,
+            lambda part: [(t, i, self.text_properties(t)) for t, i in part],
+            store,
+            on_single_failure=lambda obj, exc: None,
+        )
+
+    async def _rpm_in_halves(
+        self,
+        batch: list[Any],
+        specs_of: Callable[[list[Any]], list[Any]],
+        store: Callable[[list[Any], dict[tuple, Any]], None],
+        on_single_failure: Callable[[Any, BACnetError], None],
+    ) -> None:
+        """ReadPropertyMultiple of ``batch``; a batch the device refuses (too big, or one
+        object it chokes on) is halved until it fits. A device that does not support RPM
+        is marked so (the caller falls back to ReadProperty); a timeout ends the device."""
         try:
-            answer = await self.s.read_multiple(specs)
+            answer = await self.s.read_multiple(specs_of(batch))
         except BACnetTimeout:
             raise
         except BACnetError as exc:
             if _is_service_unsupported(exc):
                 self.supports_rpm = False
-                return
-            if len(batch) > 1:
-                # Too big, or one object the device chokes on: halve until it fits.
+            elif len(batch) > 1:
                 half = len(batch) // 2
-                await self._texts_batch(batch[:half], raw)
-                await self._texts_batch(batch[half:], raw)
-            # A single object that still fails is read property by property later.
+                await self._rpm_in_halves(batch[:half], specs_of, store, on_single_failure)
+                await self._rpm_in_halves(batch[half:], specs_of, store, on_single_failure)
+            else:
+                on_single_failure(batch[0], exc)
             return
-        for (object_type, instance, prop, _index), value in answer.items():
-            key = (object_type, instance)
-            if key in raw:
-                raw[key][prop] = value
+        store(batch, answer)
 
     async def _texts_one_by_one(
         self, obj: tuple[str, int], raw: dict[tuple[str, int], dict[str, Any]]
@@ -358,28 +377,25 @@ class _DeviceWork:
     async def _values_batch(
         self, batch: list[PointRef], values: dict[PointRef, PointValue]
     ) -> None:
-        specs = [(r.object_type, r.instance, ["present-value", "status-flags"]) for r in batch]
-        try:
-            answer = await self.s.read_multiple(specs)
-        except BACnetTimeout:
-            raise
-        except BACnetError as exc:
-            if _is_service_unsupported(exc):
-                self.supports_rpm = False
-                return
-            if len(batch) > 1:
-                half = len(batch) // 2
-                await self._values_batch(batch[:half], values)
-                await self._values_batch(batch[half:], values)
-                return
-            values[batch[0]] = self._point_error(batch[0], exc)
-            return
-        for ref in batch:
-            values[ref] = self._point_value(
-                ref,
-                answer.get((ref.object_type, ref.instance, "present-value", None)),
-                answer.get((ref.object_type, ref.instance, "status-flags", None)),
-            )
+        def store(part: list[PointRef], answer: dict[tuple, Any]) -> None:
+            for ref in part:
+                values[ref] = self._point_value(
+                    ref,
+                    answer.get((ref.object_type, ref.instance, "present-value", None)),
+                    answer.get((ref.object_type, ref.instance, "status-flags", None)),
+                )
+
+        def record_error(ref: PointRef, exc: BACnetError) -> None:
+            values[ref] = self._point_error(ref, exc)
+
+        await self._rpm_in_halves(
+            batch,
+            lambda part: [
+                (r.object_type, r.instance, ["present-value", "status-flags"]) for r in part
+            ],
+            store,
+            record_error,
+        )
 
     def _point_value(self, ref: PointRef, present: Any, flags: Any) -> PointValue:
         point = PointValue(object_type=ref.object_type, instance=ref.instance)
