@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,31 +43,39 @@ def _instance(value: Any, name: str) -> int:
     return number
 
 
+# ASCII digits only: str.isdigit() accepts "²" and other Unicode digits that int()
+# refuses, and no network number or port has more than five digits.
+_NUMBER = re.compile(r"[0-9]{1,5}")
+MAX_ADDRESS_LENGTH = 64
+
+
 def validate_address(text: str) -> str:
     """Check a BACnet/IP address as users type it: ``192.168.1.20``, ``192.168.1.20:47809``
     or ``NET:ADDR`` behind a router (``20:192.168.2.5``, ``20:0x0a``)."""
     text = str(text).strip()
+    if len(text) > MAX_ADDRESS_LENGTH:
+        raise JobError(f"{text[:64]!r}...: an address is at most {MAX_ADDRESS_LENGTH} characters.")
     parts = text.split(":")
     if len(parts) >= 2 and parts[0].isdigit():  # a network number first: NET:ADDR
-        if not 1 <= int(parts[0]) <= 65534:
-            raise JobError(f"{text[:64]!r}: a BACnet network number is 1-65534.")
+        if not _NUMBER.fullmatch(parts[0]) or not 1 <= int(parts[0]) <= 65534:
+            raise JobError(f"{text!r}: a BACnet network number is 1-65534.")
         rest = ":".join(parts[1:])
         if "." in rest:
             validate_address(rest)
         elif not rest or len(rest) > 20:
-            raise JobError(f"{text[:64]!r} is not a valid NET:ADDR address.")
+            raise JobError(f"{text!r} is not a valid NET:ADDR address.")
         return text
     if len(parts) > 2:
-        raise JobError(f"{text[:64]!r} is not a BACnet/IP address (e.g. 192.168.1.20:47808).")
+        raise JobError(f"{text!r} is not a BACnet/IP address (e.g. 192.168.1.20:47808).")
     try:
         ipaddress.IPv4Address(parts[0])
     except ValueError:
         raise JobError(
-            f"{text[:64]!r} is not a BACnet/IP address (expected e.g. 192.168.1.20 "
+            f"{text!r} is not a BACnet/IP address (expected e.g. 192.168.1.20 "
             "or 192.168.1.20:47808)."
         ) from None
-    if len(parts) == 2 and not (parts[1].isdigit() and 1 <= int(parts[1]) <= 65535):
-        raise JobError(f"{text[:64]!r} has an invalid UDP port.")
+    if len(parts) == 2 and not (_NUMBER.fullmatch(parts[1]) and 1 <= int(parts[1]) <= 65535):
+        raise JobError(f"{text!r} has an invalid UDP port.")
     return text
 
 
