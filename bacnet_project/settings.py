@@ -172,6 +172,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery ---------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# The longest one broker operation (connect, publish) may wait before it counts as failed.
+BACNET_BROKER_TIMEOUT_S = env.float("BACNET_BROKER_TIMEOUT_S", default=2.0)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 BROKER_DIR = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -189,8 +191,22 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Redis re-delivers an unacknowledged task after this long: keep every task far
     # shorter (see the time limits below), and use the same value for results.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Socket and connect timeouts: a broker that accepts connections but never answers
+    # (paused, disk full, packets dropped) fails a send within seconds instead of
+    # holding the web request (and the worker) until it wakes.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 3600,
+        "socket_timeout": BACNET_BROKER_TIMEOUT_S,
+        "socket_connect_timeout": BACNET_BROKER_TIMEOUT_S,
+    }
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_TIMEOUT = BACNET_BROKER_TIMEOUT_S
+# The result backend (if one is configured) is bounded the same way.
+CELERY_REDIS_SOCKET_TIMEOUT = BACNET_BROKER_TIMEOUT_S
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = BACNET_BROKER_TIMEOUT_S
+# Workers retry reaching the broker for as long as it is away (Celery's default gives
+# up after 100 attempts, about 45 minutes, and the worker exits).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 # BACnetTask rows are the record of every job; Celery results are not needed.
 CELERY_TASK_IGNORE_RESULT = True
@@ -224,7 +240,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=600
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=660)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, sending collection once per window (discovery.windows).
+CELERY_BEAT_SCHEDULER = "discovery.schedules:WindowScheduler"
 
 # --- BACnet ---------------------------------------------------------------------------
 # Logged once at start-up by DiscoveryConfig.ready(), when logging is configured.
@@ -243,7 +260,12 @@ BACNET_DISCOVERY_QUIET_S = env.float("BACNET_DISCOVERY_QUIET_S", default=0.5)
 BACNET_DISCOVERY_MAX_S = env.float("BACNET_DISCOVERY_MAX_S", default=5.0)
 BACNET_READ_CONCURRENCY = env.int("BACNET_READ_CONCURRENCY", default=16)
 BACNET_OFFLINE_AFTER_S = env.int("BACNET_OFFLINE_AFTER_S", default=600)
+# The collection period installed in the "Collect readings" schedule on the first migrate;
+# afterwards the schedule (admin) is the one source of truth, in both backends.
 BACNET_COLLECT_INTERVAL_S = env.int("BACNET_COLLECT_INTERVAL_S", default=60)
+# A scheduled cycle starting later than max(period, this) after its window's start is
+# skipped (recorded as a gap), not stored as that window's history.
+BACNET_COLLECT_MAX_LATE_S = env.int("BACNET_COLLECT_MAX_LATE_S", default=60)
 # How often the database-backend worker recomputes recent hourly and daily statistics.
 BACNET_ROLLUP_INTERVAL_S = env.int("BACNET_ROLLUP_INTERVAL_S", default=300)
 BACNET_WORKER_HEARTBEAT_S = env.int("BACNET_WORKER_HEARTBEAT_S", default=10)

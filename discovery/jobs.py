@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -138,12 +138,6 @@ def validate_parameters(kind: str, parameters: dict[str, Any] | None) -> dict[st
     return cleaned
 
 
-def cycle_start(now: datetime, period_s: int) -> datetime:
-    """The start of the collection cycle that ``now`` falls in (UTC, whole periods)."""
-    epoch = int(now.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % max(period_s, 1), tz=UTC)
-
-
 def request_job(
     kind: str,
     parameters: dict[str, Any] | None = None,
@@ -184,7 +178,20 @@ def request_job(
     publish_task_change(task.pk)
     transaction.on_commit(lambda: chosen.dispatch(task.pk))
     log.info("Job %s requested (%s, backend %s)", task.pk, kind, chosen.name)
+    if not transaction.get_connection().in_atomic_block:
+        # Dispatch ran already (no transaction to wait for): the caller's answer says
+        # whether the job reached the broker or waits for the sweeper.
+        task.refresh_from_db()
     return task
+
+
+def delivery(task: BACnetTask) -> str:
+    """``sent``: handed to the backend (the broker, or the database queue); ``waiting``:
+    pending but not sent yet (broker unreachable), the sweeper sends it once it is back;
+    ``done``: no longer pending."""
+    if task.status != BACnetTask.Status.PENDING:
+        return "done"
+    return "sent" if task.dispatched_at else "waiting"
 
 
 def task_status(task: BACnetTask) -> dict[str, Any]:
@@ -209,6 +216,8 @@ def task_status(task: BACnetTask) -> dict[str, Any]:
         "completed_at": iso(task.completed_at),
         "worker_name": task.worker_name,
         "attempts": task.attempts,
+        "delivery": delivery(task),
+        "window_start": iso(task.window_start),
     }
 
 

@@ -245,6 +245,10 @@ class BACnetTask(models.Model):
     created_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Scheduled cycles: the collection window the cycle belongs to (its readings are
+    # stored at window_start) and the schedule's period when it was opened.
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_period_s = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -263,6 +267,12 @@ class BACnetTask(models.Model):
                 condition=Q(status="running"),
                 name="discovery_task_running",
             ),
+            # Window accounting: the latest scheduled window, windows in a time range.
+            models.Index(
+                fields=["window_start"],
+                condition=Q(window_start__isnull=False),
+                name="discovery_task_window",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -277,6 +287,33 @@ class BACnetTask(models.Model):
         if self.started_at and self.completed_at:
             return self.completed_at - self.started_at
         return None
+
+
+class CollectionGap(models.Model):
+    """A collection window that has no cycle, and why (see ``discovery.windows``).
+
+    Every window between the first scheduled cycle and the last has either a scheduled
+    ``BACnetTask`` (``window_start``) or one of these rows: counting both gives the
+    count of windows."""
+
+    class Reason(models.TextChoices):
+        WORKER_DOWN = "worker_down", "No BACnet worker was running"
+        OVERRUN = "overrun", "The worker was busy with an earlier job"
+        LATE = "late", "The cycle's message came after the window's bound"
+        DISABLED = "disabled", "Collection was disabled in the schedule"
+        NO_MESSAGE = "no_message", "No message came for this window (beat down?)"
+
+    window_start = models.DateTimeField(unique=True)
+    period_s = models.PositiveIntegerField()
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    detail = models.CharField(max_length=255, blank=True)
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-window_start"]
+
+    def __str__(self) -> str:
+        return f"gap {self.window_start:%Y-%m-%d %H:%M:%S} ({self.reason})"
 
 
 class BACnetWorker(models.Model):
