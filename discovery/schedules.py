@@ -8,7 +8,6 @@ entry's interval is the collection period for both backends (``discovery.windows
 
 from __future__ import annotations
 
-import copy
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,15 +105,19 @@ class WindowScheduler(DatabaseScheduler):
         if entry.task == COLLECT_TASK and run_every is not None:
             period = max(int(run_every.total_seconds()), 1)
             start = window_start(datetime.now(UTC), period)
-            stamped = copy.copy(entry)
-            stamped.kwargs = {
+            saved = entry.kwargs, entry.options
+            # Entries cannot be copied (their pickling needs a model): stamp this send.
+            entry.kwargs = {
                 **(entry.kwargs or {}),
                 "window_start": start.isoformat(),
                 "period_s": period,
             }
-            stamped.options = {
+            entry.options = {
                 **(entry.options or {}),
                 "expires": start + timedelta(seconds=late_bound_s(period)),
             }
-            entry = stamped
+            try:
+                return super().apply_async(entry, producer, advance, **kwargs)
+            finally:
+                entry.kwargs, entry.options = saved
         return super().apply_async(entry, producer, advance, **kwargs)
