@@ -40,9 +40,11 @@ log = logging.getLogger(__name__)
 
 COLLECT_TASK = "discovery.tasks.read_device_points"
 Reason = CollectionGap.Reason
-# Catching up after a long outage records at most this many gap rows at once (a week
-# down at 10 s would be 60,480 rows); older missing windows stay visible in ``account``.
-MAX_GAPS_AT_ONCE = 1000
+# Catching up after an outage records at most this many gap rows at once (a week down at
+# 10 s is 60,480 windows); beyond, the windows stay visible as ``unexplained``.
+MAX_GAPS_AT_ONCE = 100_000
+# Up to this many missing windows get a reason each; more are one outage, one reason.
+FEW_GAPS = 20
 
 
 def window_start(moment: datetime, period_s: int) -> datetime:
@@ -204,10 +206,34 @@ def fill_gaps_before(start: datetime, period_s: int, backend: str, now: datetime
         return 0
     previous_end = last[0] + timedelta(seconds=last[1])
     missing = windows_between(previous_end, start, period_s)
-    for moment in missing:
-        reason, detail = why_missing(moment, backend)
-        record_gap(moment, period_s, reason, detail)
+    if len(missing) > FEW_GAPS:
+        # A long outage has one cause: ask once, record them all in one insert.
+        reason, detail = why_missing(missing[0], backend)
+        record_gaps(missing, period_s, reason, detail)
+    else:
+        for moment in missing:
+            reason, detail = why_missing(moment, backend)
+            record_gap(moment, period_s, reason, detail)
     return len(missing)
+
+
+def record_gaps(starts: list[datetime], period_s: int, reason: str, detail: str) -> None:
+    """Record many gaps at once (windows that have a cycle or a gap are left alone)."""
+    CollectionGap.objects.bulk_create(
+        [
+            CollectionGap(window_start=s, period_s=period_s, reason=reason, detail=detail[:255])
+            for s in starts
+        ],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
+    log.warning(
+        "Collection windows %s to %s skipped: %s %s",
+        starts[0].isoformat(),
+        starts[-1].isoformat(),
+        reason,
+        detail,
+    )
 
 
 def why_missing(moment: datetime, backend: str) -> tuple[str, str]:
@@ -241,8 +267,8 @@ def record_disabled_windows(now: datetime | None = None) -> int:
         return 0
     current = window_start(now, period)
     missing = windows_between(last[0] + timedelta(seconds=last[1]), current, period)
-    for moment in missing:
-        record_gap(moment, period, Reason.DISABLED, f"schedule {schedule.name!r} disabled")
+    if missing:
+        record_gaps(missing, period, Reason.DISABLED, f"schedule {schedule.name!r} disabled")
     return len(missing)
 
 
@@ -322,3 +348,14 @@ def account(since: datetime | None = None, until: datetime | None = None) -> Win
             result.unexplained.extend(holes)
             result.windows += len(holes)
     return result
+
+
+def recent_summary(hours: int = 24, gaps_shown: int = 20) -> dict[str, Any]:
+    """What the jobs page shows: the window account of the last hours, recent gaps."""
+    since = timezone.now() - timedelta(hours=hours)
+    return {
+        "hours": hours,
+        "period_s": collection_period_s(),
+        "account": account(since=since),
+        "gaps": list(CollectionGap.objects.filter(window_start__gte=since)[:gaps_shown]),
+    }

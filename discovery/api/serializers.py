@@ -13,6 +13,7 @@ from discovery.models import (
     BACnetReading,
     BACnetTask,
     BACnetWorker,
+    CollectionGap,
     StatusFlags,
 )
 
@@ -125,8 +126,44 @@ class JobSerializer(serializers.ModelSerializer):
             "completed_at",
             "worker_name",
             "attempts",
+            "delivery",
+            "window_start",
         ]
         read_only_fields = fields
+
+    delivery = serializers.SerializerMethodField(
+        help_text="sent: handed to the broker (or the database queue); waiting: not sent "
+        "yet (broker unreachable), the sweeper sends it when it is back; done: not pending."
+    )
+
+    def get_delivery(self, task: BACnetTask) -> str:
+        from discovery.jobs import delivery
+
+        return delivery(task)
+
+
+class CollectionGapSerializer(serializers.ModelSerializer):
+    """A collection window without a cycle, and why."""
+
+    class Meta:
+        model = CollectionGap
+        fields = ["window_start", "period_s", "reason", "detail", "recorded_at"]
+        read_only_fields = fields
+
+
+class WindowAccountSerializer(serializers.Serializer):
+    """Windows from the first to the last of the range, and what each had."""
+
+    hours = serializers.IntegerField()
+    period_s = serializers.IntegerField()
+    windows = serializers.IntegerField(source="account.windows")
+    with_readings = serializers.IntegerField(source="account.with_readings")
+    in_progress = serializers.IntegerField(source="account.in_progress")
+    failed = serializers.IntegerField(source="account.failed")
+    gaps = serializers.IntegerField(source="account.gaps")
+    unexplained = serializers.ListField(
+        child=serializers.DateTimeField(), source="account.unexplained"
+    )
 
 
 class JobCreateSerializer(serializers.Serializer):

@@ -25,11 +25,13 @@ router.register("readings", views.ReadingViewSet, basename="reading")
 router.register("stats/hourly", views.HourlyStatViewSet, basename="hourly-stat")
 router.register("stats/daily", views.DailyStatViewSet, basename="daily-stat")
 router.register("jobs", views.JobViewSet, basename="job")
+router.register("collection-gaps", views.CollectionGapViewSet, basename="collection-gap")
 
 app_name = "api"
 urlpatterns = [
     path("task-status/<int:task_id>/", views.TaskStatusView.as_view(), name="task-status"),
     path("status/", views.BackendStatusView.as_view(), name="backend-status"),
+    path("collection-windows/", views.CollectionWindowsView.as_view(), name="collection-windows"),
     # DRF's token view names its own parsers: give it the depth-limited JSON one too.
     path(
         "auth/token/",

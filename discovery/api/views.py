@@ -30,7 +30,9 @@ from discovery.models import (
     BACnetPoint,
     BACnetReading,
     BACnetTask,
+    CollectionGap,
 )
+from discovery.windows import recent_summary
 
 RANGE_PARAMETERS = [
     OpenApiParameter("range", str, enum=["hour", "day", "week", "month", "year", "custom"]),
@@ -142,6 +144,33 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         except JobError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response(task_status(task), status=status.HTTP_201_CREATED)
+
+
+class CollectionGapViewSet(viewsets.ReadOnlyModelViewSet):
+    """Collection windows that have no cycle, newest first, with the reason."""
+
+    queryset = CollectionGap.objects.all()
+    serializer_class = serializers.CollectionGapSerializer
+    pagination_class = CappedLimitOffsetPagination
+    filterset_fields = ["reason"]
+    ordering_fields = ["window_start"]
+
+
+class CollectionWindowsView(APIView):
+    """The window account of the last ``hours`` (default 24, at most 744)."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("hours", int)], responses=serializers.WindowAccountSerializer
+    )
+    def get(self, request: Request) -> Response:
+        try:
+            hours = int(request.query_params.get("hours", 24))
+        except ValueError:
+            raise ValidationError({"detail": "hours must be an integer."}) from None
+        if not 1 <= hours <= 744:
+            raise ValidationError({"detail": "hours must be between 1 and 744."})
+        summary = recent_summary(hours, gaps_shown=0)
+        return Response(serializers.WindowAccountSerializer(summary).data)
 
 
 class TaskStatusView(APIView):

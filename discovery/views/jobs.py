@@ -18,6 +18,7 @@ from discovery.events import task_changes
 from discovery.jobs import backend_status
 from discovery.models import BACnetTask
 from discovery.views.display import paginate, query_without_page
+from discovery.windows import recent_summary
 
 JOBS_PER_PAGE = 50
 RETRY_MS = 3000
@@ -49,7 +50,9 @@ def _job_table_context(request: HttpRequest) -> dict:
 @require_GET
 def job_list(request: HttpRequest) -> HttpResponse:
     context = _job_table_context(request)
-    context.update(backend=backend_status(), flower_url=settings.FLOWER_URL)
+    context.update(
+        backend=backend_status(), flower_url=settings.FLOWER_URL, windows=recent_summary()
+    )
     return render(request, "discovery/jobs.html", context)
 
 
