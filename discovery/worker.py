@@ -238,9 +238,29 @@ def run_job(task_id: int, worker_name: str, *, claimed: BACnetTask | None = None
     finally:
         _current_task_id = None
     result.setdefault("duration_s", round(time.monotonic() - started, 3))
-    _finish(task.pk, Status.COMPLETED, result=result)
+    # The readings are committed: a database lost now must not turn the job into a
+    # retry (or a "late" skip) of work that is done.
+    _with_reconnect(lambda: _finish(task.pk, Status.COMPLETED, result=result))
     log.info("Job %s completed: %s", task.pk, result)
     return result
+
+
+def _with_reconnect(write: Callable[[], None], tries: int = 5) -> None:
+    """Run a database write, reconnecting and trying again while the database is away
+    (a few seconds, then the error goes up and the sweeper deals with the row)."""
+    for attempt in range(tries):
+        try:
+            write()
+            return
+        except (DatabaseError, InterfaceError) as exc:
+            if attempt == tries - 1 or not lost_database(exc):
+                raise
+            log.warning("Database unreachable (%s); trying again", exc)
+            close_old_connections()
+            from django.db import connection
+
+            connection.close()
+            time.sleep(min(2**attempt, 10))
 
 
 def lost_database(exc: BaseException) -> bool:
@@ -264,23 +284,20 @@ def lost_database(exc: BaseException) -> bool:
     return False
 
 
-def _retry_after_database_loss(task: BACnetTask, exc: BaseException, tries: int = 5) -> None:
+def _retry_after_database_loss(task: BACnetTask, exc: BaseException) -> None:
     """Put the job back (or fail it after its attempts) once the database answers again.
     If it still does not answer, the row stays running with a heartbeat that goes stale,
     and the sweeper (or this worker's restart) retries it."""
     why = f"database connection lost: {str(exc).strip()[:200]}"
     log.warning("Job %s interrupted, %s", task.pk, why)
-    for attempt in range(tries):
-        close_old_connections()
-        from django.db import connection
+    close_old_connections()
+    from django.db import connection
 
-        connection.close()
-        try:
-            _retry_or_fail(task, why)
-            return
-        except (DatabaseError, InterfaceError) as again:
-            log.warning("Database still unreachable (%s); retrying", again)
-            time.sleep(min(2**attempt, 10))
+    connection.close()
+    try:
+        _with_reconnect(lambda: _retry_or_fail(task, why))
+    except (DatabaseError, InterfaceError) as again:
+        log.warning("Job %s left for the sweeper: database still unreachable (%s)", task.pk, again)
 
 
 def execute(task: BACnetTask, progress: Callable[[str], None]) -> dict[str, Any]:
