@@ -26,9 +26,11 @@ from typing import Any
 
 import pytest
 
+from tests.timing import scaled
+
 REPO = Path(__file__).resolve().parent.parent
-READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
+READY_TIMEOUT_S = scaled(20.0)
+STOP_TIMEOUT_S = scaled(5.0)
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:

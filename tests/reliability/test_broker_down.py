@@ -22,6 +22,7 @@ from discovery.models import BACnetDevice, BACnetTask
 from discovery.worker import sweep_jobs
 from tests.reliability.conftest import celery_broker
 from tests.site_fixtures import start_site
+from tests.timing import scaled
 from tests.worker_fixtures import start_celery_worker, wait_for_job, worker_env
 
 pytestmark = [
@@ -32,7 +33,7 @@ pytestmark = [
 ]
 
 # Generous: the click must not hang on a dead broker (a browser would give up).
-CLICK_DEADLINE_S = 15
+CLICK_DEADLINE_S = scaled(5)
 
 
 @pytest.fixture
