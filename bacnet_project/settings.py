@@ -8,6 +8,7 @@ Every variable is listed in ``.env.example`` and in the README.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -278,7 +279,7 @@ FLOWER_URL = env.str("FLOWER_URL", default="http://localhost:5555")
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {

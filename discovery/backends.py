@@ -23,7 +23,7 @@ from discovery.models import BACnetTask
 log = logging.getLogger(__name__)
 
 # The Celery task that carries each kind of job (names as in seed 003).
-TASK_FOR_KIND = {
+TASK_FOR_KIND: dict[str, str] = {
     BACnetTask.Kind.DISCOVER: "discovery.tasks.discover_devices",
     BACnetTask.Kind.ENUMERATE: "discovery.tasks.discover_device_points",
     BACnetTask.Kind.COLLECT: "discovery.tasks.read_device_points",

@@ -191,7 +191,8 @@ class BackendStatusSerializer(serializers.Serializer):
 
 class TrendPointSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    label = serializers.CharField()
+    # The API's key is "label", which is also an attribute of DRF's Field.
+    label = serializers.CharField()  # type: ignore[assignment]
     units = serializers.CharField()
 
 

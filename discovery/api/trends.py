@@ -34,6 +34,12 @@ _EPOCH_SQL = {
 }
 
 
+def _column(field_name: str) -> str:
+    column = getattr(BACnetReading._meta.get_field(field_name), "column", None)
+    assert isinstance(column, str), field_name
+    return column
+
+
 def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> dict[str, Any]:
     """Bucketed readings of one point in [start, end): lists ready for the chart."""
     buckets = max(1, min(int(buckets), MAX_BUCKETS))
@@ -42,9 +48,9 @@ def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> d
     meta = BACnetReading._meta
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
-    time_col = quote(meta.get_field("timestamp").column)
-    value_col = quote(meta.get_field("value").column)
-    point_col = quote(meta.get_field("point").column)
+    time_col = quote(_column("timestamp"))
+    value_col = quote(_column("value"))
+    point_col = quote(_column("point"))
     epoch = _EPOCH_SQL.get(connection.vendor, _EPOCH_SQL["postgresql"]).format(col=time_col)
     # Every identifier above comes from the model, every value is a parameter.
     sql = f"""

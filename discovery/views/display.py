@@ -3,6 +3,7 @@ display values instead of computing them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,7 +32,7 @@ class PointRow:
     read_at: datetime | None
 
 
-def point_rows(points: QuerySet[BACnetPoint]) -> list[PointRow]:
+def point_rows(points: Iterable[BACnetPoint]) -> list[PointRow]:
     return [
         PointRow(
             point=point,

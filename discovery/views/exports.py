@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_GET
 
 from discovery.api.filters import ReadingFilter
@@ -13,7 +14,7 @@ from discovery.models import BACnetReading
 
 @login_required
 @require_GET
-def export_readings(request: HttpRequest) -> HttpResponse:
+def export_readings(request: HttpRequest) -> HttpResponseBase:
     selection = ReadingFilter(request.GET, queryset=BACnetReading.objects.all())
     if not selection.is_valid():
         return JsonResponse({"errors": selection.errors.get_json_data()}, status=400)

@@ -35,7 +35,7 @@ pytestmark = [
 ]
 
 # Generous: the click must not hang on a dead broker (a browser would give up).
-CLICK_DEADLINE_S = 15
+CLICK_DEADLINE_S = scaled(5)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from discovery.windows import window_start
 from discovery.worker import scheduled_collection
 from tests.reliability.conftest import env_int
 from tests.site_fixtures import start_site
+from tests.timing import scaled
 from tests.worker_fixtures import (
     Process,
     start_celery_worker,
@@ -34,7 +35,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(tran
 
 KILLS = env_int("REL_KILLS", 3, full=20)
 # The silent device holds each cycle for one APDU timeout: the window to kill in.
-APDU_TIMEOUT_S = 2.5
+APDU_TIMEOUT_S = scaled(2.5)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from discovery.jobs import request_job
 from discovery.models import BACnetDevice, BACnetPoint, BACnetReading, BACnetTask
 from tests.conftest import skip_or_fail
 from tests.site_fixtures import start_site
+from tests.timing import scaled
 from tests.web.factories import DeviceFactory, TaskFactory, UserFactory
 from tests.web.live import wait_for_streams_closed
 from tests.worker_fixtures import ARTIFACTS, start_database_worker, wait_for_job, worker_env
@@ -39,7 +40,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 DEVICES, OBJECTS = 3, 5
-UI_TIMEOUT_MS = 90_000
+UI_TIMEOUT_MS = int(scaled(30_000))
 
 
 @pytest.fixture(scope="module")
