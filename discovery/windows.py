@@ -178,7 +178,7 @@ def last_known_window() -> tuple[datetime, int] | None:
         .values_list("window_start", "period_s")
         .first()
     )
-    candidates = [c for c in (task, gap) if c is not None]
+    candidates = [(c[0], c[1]) for c in (task, gap) if c is not None and c[0] is not None]
     if not candidates:
         return None
     start, period = max(candidates, key=lambda c: c[0])
@@ -190,7 +190,7 @@ def windows_between(after_end: datetime, before: datetime, period_s: int) -> lis
     first = window_start(after_end, period_s)
     if first < after_end:
         first += timedelta(seconds=period_s)
-    starts = []
+    starts: list[datetime] = []
     moment = first
     while moment < before and len(starts) < MAX_GAPS_AT_ONCE:
         starts.append(moment)
@@ -326,8 +326,11 @@ def account(since: datetime | None = None, until: datetime | None = None) -> Win
     known: dict[datetime, tuple[str, int]] = {}
     for start, period in gaps.values_list("window_start", "period_s"):
         known[start] = ("gap", period)
-    for start, period, status in tasks.values_list("window_start", "window_period_s", "status"):
-        known[start] = (status, period or 0)
+    for task_start, task_period, status in tasks.values_list(
+        "window_start", "window_period_s", "status"
+    ):
+        if task_start is not None:
+            known[task_start] = (status, task_period or 0)
     result = WindowAccount(0, 0, 0, 0, 0, [])
     ordered = sorted(known)
     for index, start in enumerate(ordered):

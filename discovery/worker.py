@@ -245,7 +245,7 @@ def run_job(task_id: int, worker_name: str, *, claimed: BACnetTask | None = None
     return result
 
 
-def _with_reconnect(write: Callable[[], None], tries: int = 5) -> None:
+def _with_reconnect(write: Callable[[], object], tries: int = 5) -> None:
     """Run a database write, reconnecting and trying again while the database is away
     (a few seconds, then the error goes up and the sweeper deals with the row)."""
     for attempt in range(tries):

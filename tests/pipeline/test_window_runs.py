@@ -110,7 +110,8 @@ def test_beat_and_a_celery_worker_fill_every_window_through_a_delay_and_a_period
         "beat", [sys.executable, "-m", "celery", "-A", "bacnet_project", "beat", "-l", "INFO"], env
     )
     try:
-        assert wait_for_job(request_job("discover", backend="celery").pk).status == "completed"
+        discover = request_job("discover", backend="celery")
+        assert wait_for_job(discover.pk, scaled(30)).status == "completed"
         wait_until(lambda: len(completed_cycles()) >= 2, scaled(20), "two cycles at 2 s")
         slow = slow_discovery("celery")
         assert wait_for_job(slow.pk, scaled(30)).status == "completed"
@@ -164,7 +165,8 @@ def test_the_database_worker_opens_every_window_on_time_without_drift(site):
     )
     worker = start_database_worker("db-windows", env)
     try:
-        assert wait_for_job(request_job("discover", backend="database").pk).status == "completed"
+        discover = request_job("discover", backend="database")
+        assert wait_for_job(discover.pk, scaled(30)).status == "completed"
         wait_until(lambda: len(completed_cycles()) >= 3, scaled(20), "three cycles at 1 s")
         slow = wait_for_job(slow_discovery("database").pk, scaled(30))
         assert slow.status == "completed"

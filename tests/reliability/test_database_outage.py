@@ -14,6 +14,7 @@ from discovery.jobs import request_job
 from discovery.models import BACnetDevice, BACnetPoint, BACnetReading, BACnetTask
 from tests.reliability.conftest import terminate_listeners, terminate_other_connections
 from tests.site_fixtures import start_site
+from tests.timing import scaled
 from tests.worker_fixtures import (
     start_celery_worker,
     start_database_worker,
@@ -116,9 +117,11 @@ def test_it_retries_a_cycle_that_loses_the_database_mid_cycle(site, worker):
     readable = _readable_points(site)
 
     job = request_job("collect", backend=backend)
-    wait_until(lambda: BACnetTask.objects.get(pk=job.pk).status == "running", 60, "job running")
+    wait_until(
+        lambda: BACnetTask.objects.get(pk=job.pk).status == "running", scaled(20), "job running"
+    )
     assert terminate_other_connections() >= 1
-    job = wait_for_job(job.pk, 120)
+    job = wait_for_job(job.pk, scaled(40))
     stored = list(
         BACnetReading.objects.filter(timestamp=job.parameters["cycle_at"]).values_list(
             "point_id", flat=True
