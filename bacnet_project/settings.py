@@ -174,6 +174,7 @@ SPECTACULAR_SETTINGS = {
 # --- Celery ---------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 # The longest one broker operation (connect, publish) may wait before it counts as failed.
+# Keep it above kombu's BRPOP timeout (1 s), which the consumer's socket also waits out.
 BACNET_BROKER_TIMEOUT_S = env.float("BACNET_BROKER_TIMEOUT_S", default=2.0)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 BROKER_DIR = DATA_DIR / "broker"
