@@ -301,7 +301,7 @@ class CollectionGap(models.Model):
         OVERRUN = "overrun", "The worker was busy with an earlier job"
         LATE = "late", "The cycle's message came after the window's bound"
         DISABLED = "disabled", "Collection was disabled in the schedule"
-        NO_MESSAGE = "no_message", "No message came for this window (beat down?)"
+        NO_MESSAGE = "no_message", "Nothing opened this window (beat, broker or database down?)"
 
     window_start = models.DateTimeField(unique=True)
     period_s = models.PositiveIntegerField()

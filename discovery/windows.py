@@ -251,6 +251,8 @@ def why_missing(moment: datetime, backend: str) -> tuple[str, str]:
     first_start = started["started_at__max"]
     if first_start is None or first_start > moment:
         return Reason.WORKER_DOWN, "no BACnet worker was running yet"
+    if backend == "database":
+        return Reason.NO_MESSAGE, "the worker did not open it (database unreachable?)"
     return Reason.NO_MESSAGE, "no message came for this window (beat or broker down?)"
 
 
