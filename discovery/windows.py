@@ -275,27 +275,30 @@ def record_disabled_windows(now: datetime | None = None) -> int:
 
 
 def skip_late_cycle(task: BACnetTask, now: datetime | None = None) -> None:
-    """A scheduled cycle claimed after its bound: failed with the reason, and its window
-    recorded as a ``late`` gap."""
+    """A scheduled cycle not started by its window's bound: failed with the reason, and
+    its window recorded as a ``late`` gap."""
     now = now or timezone.now()
     bound = late_bound_s(task.window_period_s or collection_period_s())
     message = (
-        f"Skipped: started at {now:%H:%M:%S}, more than {bound:.0f} s after its window "
-        f"{task.window_start:%H:%M:%S}; its values would not be of that window."
+        f"Skipped at {now:%H:%M:%S}: not started within {bound:.0f} s of its window "
+        f"{task.window_start:%H:%M:%S}; values read now would not be that window's."
     )
-    BACnetTask.objects.filter(pk=task.pk).update(
+    # Only from the state the caller saw: a cycle a worker claimed meanwhile is its own.
+    updated = BACnetTask.objects.filter(pk=task.pk, status=task.status).update(
         status=BACnetTask.Status.FAILED,
         error_message=message,
         progress="Skipped (late)",
         completed_at=now,
     )
+    if not updated:
+        return
     if task.window_start is not None:
         CollectionGap.objects.get_or_create(
             window_start=task.window_start,
             defaults={
                 "period_s": task.window_period_s or 0,
                 "reason": Reason.LATE,
-                "detail": f"job {task.pk} started too late ({now:%H:%M:%S})",
+                "detail": f"job {task.pk} not started by the bound ({now:%H:%M:%S})",
             },
         )
     log.warning("Job %s: %s", task.pk, message)

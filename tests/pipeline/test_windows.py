@@ -156,7 +156,7 @@ def test_the_sweeper_skips_a_retried_cycle_whose_window_has_passed(settings):
     task.refresh_from_db()
     assert counts["failed"] == 1
     assert task.status == "failed"
-    assert task.error_message.startswith("Skipped: started at")
+    assert task.error_message.startswith("Skipped at")
     assert CollectionGap.objects.get(window_start=start).reason == "late"
 
 
