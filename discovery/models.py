@@ -203,9 +203,11 @@ class BACnetTask(models.Model):
 
     States: ``pending`` (created; handed to the backend after commit) -> ``running``
     (claimed by a worker: ``worker_name``, ``started_at``, ``heartbeat_at``) ->
-    ``completed`` (``result``) or ``failed`` (``error_message``). A running job whose
-    heartbeat goes stale (its worker died) goes back to ``pending`` until
-    ``attempts`` reaches the limit, then to ``failed`` with that reason.
+    ``completed`` (``result``; ``summary`` and ``failed_devices`` say what it amounts
+    to: with failed devices it is shown as "completed with errors") or ``failed``
+    (``error_message``). A running job whose heartbeat goes stale (its worker died) goes
+    back to ``pending`` until ``attempts`` reaches the limit, then to ``failed`` with that
+    reason. A ``pending`` job can be ``cancelled``: no worker claims it then.
     """
 
     class Kind(models.TextChoices):
@@ -218,6 +220,7 @@ class BACnetTask(models.Model):
         RUNNING = "running", "Running"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Manual"
@@ -232,6 +235,10 @@ class BACnetTask(models.Model):
     result = models.JSONField(null=True, blank=True)
     progress = models.CharField(max_length=255, blank=True)
     error_message = models.TextField(blank=True)
+    # Set with the result of a completed job (discovery.outcomes.outcome_fields): the
+    # one line the lists show, and how many devices failed in it.
+    summary = models.CharField(max_length=255, blank=True)
+    failed_devices = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -251,6 +258,8 @@ class BACnetTask(models.Model):
         indexes = [
             # Recent jobs of a kind and status (dashboard, jobs page).
             models.Index(fields=["kind", "status", "created_at"], name="discovery_task_kind"),
+            # The dashboard's jobs started by people, apart from the scheduled cycles.
+            models.Index(fields=["trigger", "created_at"], name="discovery_task_trigger"),
             # The database backend claims the oldest pending job.
             models.Index(
                 fields=["created_at"],
@@ -270,7 +279,7 @@ class BACnetTask(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (self.Status.COMPLETED, self.Status.FAILED)
+        return self.status in (self.Status.COMPLETED, self.Status.FAILED, self.Status.CANCELLED)
 
     @property
     def duration(self) -> timedelta | None:

@@ -17,6 +17,7 @@ from discovery.models import (
     BACnetReading,
     BACnetTask,
 )
+from discovery.outcomes import Outcome, outcome_q
 
 
 class StartBeforeEndForm(forms.Form):
@@ -127,8 +128,13 @@ class DailyStatFilter(StatFilter):
 class JobFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=BACnetTask.Kind.choices)
     status = django_filters.ChoiceFilter(choices=BACnetTask.Status.choices)
+    # The status with "completed" split in two: completed_with_errors has failed devices.
+    outcome = django_filters.ChoiceFilter(choices=Outcome.CHOICES, method="filter_outcome")
     trigger = django_filters.ChoiceFilter(choices=BACnetTask.Trigger.choices)
 
     class Meta:
         model = BACnetTask
-        fields = ["kind", "status", "trigger", "backend"]
+        fields = ["kind", "status", "outcome", "trigger", "backend"]
+
+    def filter_outcome(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(outcome_q(value))

@@ -3,6 +3,7 @@ clients render them as text."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from discovery.models import (
@@ -14,6 +15,13 @@ from discovery.models import (
     BACnetTask,
     BACnetWorker,
     StatusFlags,
+)
+from discovery.outcomes import (
+    Outcome,
+    job_outcome,
+    outcome_api_fields,
+    outcome_label,
+    summary_line,
 )
 
 
@@ -104,8 +112,22 @@ class DailyStatSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class FailedDeviceSerializer(serializers.Serializer):
+    device_instance = serializers.IntegerField(allow_null=True)
+    reason = serializers.CharField(help_text="In plain words, e.g. 'did not answer'.")
+    detail = serializers.CharField(help_text="The BACnet client's own text.")
+
+
 class JobSerializer(serializers.ModelSerializer):
-    """The same fields as ``discovery.jobs.task_status`` (seed 001's task-status shape)."""
+    """The same fields as ``discovery.jobs.task_status`` (seed 001's task-status shape).
+
+    ``outcome`` is the status with "completed" split: ``completed_with_errors`` when some
+    devices failed; ``summary`` is the one line the pages show."""
+
+    outcome = serializers.SerializerMethodField()
+    outcome_label = serializers.SerializerMethodField()
+    summary = serializers.SerializerMethodField()
+    failed_devices = serializers.SerializerMethodField()
 
     class Meta:
         model = BACnetTask
@@ -113,6 +135,10 @@ class JobSerializer(serializers.ModelSerializer):
             "id",
             "kind",
             "status",
+            "outcome",
+            "outcome_label",
+            "summary",
+            "failed_devices",
             "trigger",
             "backend",
             "parameters",
@@ -127,6 +153,20 @@ class JobSerializer(serializers.ModelSerializer):
             "attempts",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=Outcome.CHOICES))
+    def get_outcome(self, task: BACnetTask) -> str:
+        return job_outcome(task)
+
+    def get_outcome_label(self, task: BACnetTask) -> str:
+        return outcome_label(task)
+
+    def get_summary(self, task: BACnetTask) -> str:
+        return summary_line(task)
+
+    @extend_schema_field(FailedDeviceSerializer(many=True))
+    def get_failed_devices(self, task: BACnetTask) -> list[dict]:
+        return outcome_api_fields(task)["failed_devices"]
 
 
 class JobCreateSerializer(serializers.Serializer):

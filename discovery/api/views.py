@@ -31,6 +31,7 @@ from discovery.models import (
     BACnetReading,
     BACnetTask,
 )
+from discovery.outcomes import cancel_job, request_discovery
 
 RANGE_PARAMETERS = [
     OpenApiParameter("range", str, enum=["hour", "day", "week", "month", "year", "custom"]),
@@ -130,18 +131,35 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         request=serializers.JobCreateSerializer, responses={201: serializers.JobSerializer}
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """201 with the new job; for a discovery while one with the same parameters is
+        pending or running, 200 with that one (two clicks make one job)."""
         incoming = serializers.JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
+        kind, parameters = incoming.validated_data["kind"], incoming.validated_data["parameters"]
+        trigger, created = BACnetTask.Trigger.API, True
         try:
-            task = request_job(
-                incoming.validated_data["kind"],
-                incoming.validated_data["parameters"],
-                trigger=BACnetTask.Trigger.API,
-                user=request.user,
-            )
+            if kind == BACnetTask.Kind.DISCOVER:
+                task, created = request_discovery(parameters, trigger=trigger, user=request.user)
+            else:
+                task = request_job(kind, parameters, trigger=trigger, user=request.user)
         except JobError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
-        return Response(task_status(task), status=status.HTTP_201_CREATED)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(task_status(task), status=code)
+
+    @extend_schema(request=None, responses={200: serializers.JobSerializer})
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        """Cancel a pending job (409 once a worker has taken it, or it has ended)."""
+        task = self.get_object()
+        if not cancel_job(task.pk):
+            task.refresh_from_db()
+            return Response(
+                {"detail": f"Job {task.pk} is {task.status}: only a pending job can be cancelled."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        task.refresh_from_db()
+        return Response(task_status(task))
 
 
 class TaskStatusView(APIView):

@@ -3,6 +3,7 @@ display values instead of computing them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from django.http import HttpRequest
 
 from discovery.api.serializers import status_flag_names
 from discovery.models import BACnetDevice, BACnetPoint, BACnetTask
+from discovery.outcomes import job_outcome, outcome_label, summary_line
 
 
 def format_value(value: float | None, text: str = "") -> str:
@@ -40,6 +42,31 @@ def point_rows(points: QuerySet[BACnetPoint]) -> list[PointRow]:
             read_at=point.last_read_at,
         )
         for point in points
+    ]
+
+
+@dataclass
+class JobRow:
+    """A job as the lists show it: outcome badge, summary line, and whether it can still
+    be cancelled."""
+
+    job: BACnetTask
+    outcome: str
+    label: str
+    summary: str
+    can_cancel: bool
+
+
+def job_rows(jobs: Iterable[BACnetTask]) -> list[JobRow]:
+    return [
+        JobRow(
+            job=job,
+            outcome=job_outcome(job),
+            label=outcome_label(job),
+            summary=summary_line(job),
+            can_cancel=job.status == BACnetTask.Status.PENDING,
+        )
+        for job in jobs
     ]
 
 

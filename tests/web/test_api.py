@@ -199,7 +199,7 @@ def test_it_creates_a_discover_job_and_reports_its_status(api):
     assert api.get(f"/api/jobs/{task.pk}/").json()["id"] == task.pk
 
 
-def test_it_creates_a_collect_job(api):
+def test_it_creates_a_collect_job(api, point):
     response = api.post(
         "/api/jobs/", {"kind": "collect", "parameters": {"device_instances": [5]}}, format="json"
     )
@@ -217,6 +217,7 @@ def test_it_rejects_bad_job_requests_with_clear_400_json(api):
         {"kind": "discover", "parameters": ["low", 1]},
         {"kind": "enumerate", "parameters": {"device_instance": 424242}},
         {"kind": "enumerate", "parameters": {}},
+        {"kind": "collect", "parameters": {"device_instances": [424242]}},
     ]
     for payload in cases:
         body = assert_json_error(api.post("/api/jobs/", payload, format="json"), 400)
