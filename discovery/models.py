@@ -51,6 +51,8 @@ class BACnetDevice(models.Model):
     last_error = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = "BACnet device"
+        verbose_name_plural = "BACnet devices"
         ordering = ["device_instance"]
         constraints = [
             models.CheckConstraint(
@@ -96,6 +98,8 @@ class BACnetPoint(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = "BACnet point"
+        verbose_name_plural = "BACnet points"
         ordering = ["device_id", "object_type", "object_instance"]
         constraints = [
             models.UniqueConstraint(
@@ -144,6 +148,8 @@ class BACnetReading(models.Model):
     status_flags = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "BACnet reading"
+        verbose_name_plural = "BACnet readings"
         constraints = [
             # Also the (point, time) index that serves a point's trend and the rollups.
             models.UniqueConstraint(
@@ -193,9 +199,17 @@ class StatBase(models.Model):
 class BACnetHourlyStat(StatBase):
     """Hourly statistics, upserted by ``calculate_hourly_stats``."""
 
+    class Meta(StatBase.Meta):
+        verbose_name = "BACnet hourly statistic"
+        verbose_name_plural = "BACnet hourly statistics"
+
 
 class BACnetDailyStat(StatBase):
     """Daily statistics, upserted by ``calculate_daily_stats``."""
+
+    class Meta(StatBase.Meta):
+        verbose_name = "BACnet daily statistic"
+        verbose_name_plural = "BACnet daily statistics"
 
 
 class BACnetTask(models.Model):
@@ -254,6 +268,8 @@ class BACnetTask(models.Model):
     )
 
     class Meta:
+        verbose_name = "BACnet job"
+        verbose_name_plural = "BACnet jobs"
         ordering = ["-created_at", "-id"]
         indexes = [
             # Recent jobs of a kind and status (dashboard, jobs page).
@@ -306,6 +322,8 @@ class BACnetWorker(models.Model):
     )
 
     class Meta:
+        verbose_name = "BACnet worker"
+        verbose_name_plural = "BACnet workers"
         ordering = ["-last_heartbeat"]
 
     def __str__(self) -> str:

@@ -21,7 +21,7 @@ from discovery.api import filters, serializers
 from discovery.api.pagination import CappedLimitOffsetPagination, ReadingCursorPagination
 from discovery.api.ranges import RangeError, resolve_range
 from discovery.api.trends import DEFAULT_BUCKETS, downsample
-from discovery.csv_export import readings_csv_response
+from discovery.csv_export import export_filename, readings_csv_response
 from discovery.jobs import JobError, backend_status, request_job, task_status
 from discovery.models import (
     BACnetDailyStat,
@@ -42,6 +42,11 @@ RANGE_PARAMETERS = [
 
 
 class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
+    """Devices, each at ``/api/devices/<device instance>/`` as on the pages
+    (``/devices/<instance>/``): the instance is how BACnet and engineers name a device."""
+
+    lookup_field = "device_instance"
+    lookup_value_regex = r"[0-9]+"
     queryset = BACnetDevice.objects.annotate(point_count=Count("points"))
     serializer_class = serializers.DeviceSerializer
     pagination_class = CappedLimitOffsetPagination
@@ -96,8 +101,11 @@ class ReadingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     @action(detail=False, methods=["get"], pagination_class=None)
     def export(self, request: Request) -> StreamingHttpResponse:
-        readings = self.filter_queryset(self.get_queryset()).select_related(None)
-        return readings_csv_response(readings, "readings.csv")
+        filterset = filters.ReadingFilter(request.query_params, queryset=self.get_queryset())
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        name = export_filename(filterset.form.cleaned_data)
+        return readings_csv_response(filterset.qs.select_related(None), name)
 
 
 class HourlyStatViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
