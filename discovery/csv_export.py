@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from django.utils import timezone
 
 from discovery.models import BACnetDevice, StatusFlags
 
@@ -67,7 +68,9 @@ def reading_rows(readings: QuerySet) -> Iterator[list[Any]]:
         timestamp, *rest = row
         # The bit mask means nothing in a spreadsheet: its flags are named beside it.
         names = ";".join(StatusFlags.flag_names(rest[-1]))
-        yield [timestamp.isoformat(), *(neutralise(cell) for cell in rest), names]
+        # In the site's zone (TIME_ZONE), with its offset: what the pages show.
+        local = timezone.localtime(timestamp).isoformat()
+        yield [local, *(neutralise(cell) for cell in rest), names]
 
 
 def csv_lines(rows: Iterable[list[Any]]) -> Iterator[str]:

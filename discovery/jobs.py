@@ -198,7 +198,7 @@ def task_status(task: BACnetTask) -> dict[str, Any]:
     from discovery.outcomes import outcome_api_fields
 
     def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
+        return timezone.localtime(value).isoformat() if value else None
 
     return {
         "id": task.pk,

@@ -23,6 +23,7 @@ from discovery.outcomes import (
     outcome_label,
     summary_line,
 )
+from discovery.units import unit_symbol
 
 
 def status_flag_names(mask: int | None) -> list[str]:
@@ -62,7 +63,11 @@ class DeviceSerializer(serializers.ModelSerializer):
 
 
 class PointSerializer(serializers.ModelSerializer):
+    """``units`` is the BACnet name (degrees-celsius), ``units_symbol`` as engineers write
+    it (°C)."""
+
     device_instance = serializers.IntegerField(source="device.device_instance", read_only=True)
+    units_symbol = serializers.SerializerMethodField()
     status_flag_names = serializers.SerializerMethodField()
 
     class Meta:
@@ -76,6 +81,7 @@ class PointSerializer(serializers.ModelSerializer):
             "name",
             "description",
             "units",
+            "units_symbol",
             "state_texts",
             "last_value",
             "last_value_text",
@@ -86,6 +92,9 @@ class PointSerializer(serializers.ModelSerializer):
             "polling_enabled",
         ]
         read_only_fields = fields
+
+    def get_units_symbol(self, point: BACnetPoint) -> str:
+        return unit_symbol(point.units)
 
     def get_status_flag_names(self, point: BACnetPoint) -> list[str]:
         return status_flag_names(point.last_status_flags)
@@ -195,7 +204,14 @@ class BackendStatusSerializer(serializers.Serializer):
 class TrendPointSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     label = serializers.CharField()
-    units = serializers.CharField()
+    units = serializers.CharField(help_text="As engineers write it: °C, %RH, kWh.")
+    units_name = serializers.CharField(help_text="The BACnet name: degrees-celsius.")
+    object_type = serializers.CharField()
+    drawn_as = serializers.ChoiceField(
+        choices=["line", "steps"], help_text="steps: a binary or multi-state point"
+    )
+    states = serializers.ListField(child=serializers.CharField())
+    first_state = serializers.IntegerField(help_text="The value of states[0] (0 or 1).")
 
 
 class TrendSerializer(serializers.Serializer):

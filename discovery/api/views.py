@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from discovery.api import filters, serializers
 from discovery.api.pagination import CappedLimitOffsetPagination, ReadingCursorPagination
 from discovery.api.ranges import RangeError, resolve_range
-from discovery.api.trends import DEFAULT_BUCKETS, downsample
+from discovery.api.trends import DEFAULT_BUCKETS, downsample, trend_point
 from discovery.csv_export import export_filename, readings_csv_response
 from discovery.jobs import JobError, backend_status, request_job, task_status
 from discovery.models import (
@@ -77,14 +77,7 @@ class PointViewSet(viewsets.ReadOnlyModelViewSet):
         except ValueError:
             raise ValidationError({"detail": "buckets must be an integer."}) from None
         data = downsample(point.pk, window.start, window.end, buckets)
-        label = f"{point.device.name or point.device.device_instance}: {point.name or point}"
-        return Response(
-            {
-                **data,
-                "range": window.name,
-                "point": {"id": point.pk, "label": label, "units": point.units},
-            }
-        )
+        return Response({**data, "range": window.name, "point": trend_point(point)})
 
 
 class ReadingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -3,6 +3,7 @@ display values instead of computing them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,9 +16,23 @@ from django.http import HttpRequest
 from discovery.api.serializers import status_flag_names
 from discovery.models import BACnetDevice, BACnetPoint, BACnetTask
 from discovery.outcomes import job_outcome, outcome_label, summary_line
+from discovery.units import unit_symbol
+
+# What the pages show for a value that is no number (a device sent NaN or infinity,
+# which storage keeps as text: "nan", "inf", "-inf").
+NO_NUMBER = "no number"
+_NOT_NUMBERS = {"nan", "-nan", "inf", "+inf", "-inf", "infinity", "-infinity"}
+
+
+def is_no_number(value: float | None, text: str = "") -> bool:
+    if value is not None and (math.isnan(value) or math.isinf(value)):
+        return True
+    return text.strip().lower() in _NOT_NUMBERS
 
 
 def format_value(value: float | None, text: str = "") -> str:
+    if is_no_number(value, text):
+        return NO_NUMBER
     if text:
         return text
     if value is None:
@@ -29,6 +44,8 @@ def format_value(value: float | None, text: str = "") -> str:
 class PointRow:
     point: BACnetPoint
     value: str
+    no_number: bool
+    units: str  # as engineers write it (°C); the BACnet name is point.units
     flags: list[str]
     read_at: datetime | None
 
@@ -38,6 +55,8 @@ def point_rows(points: QuerySet[BACnetPoint]) -> list[PointRow]:
         PointRow(
             point=point,
             value=format_value(point.last_value, point.last_value_text),
+            no_number=is_no_number(point.last_value, point.last_value_text),
+            units=unit_symbol(point.units),
             flags=status_flag_names(point.last_status_flags),
             read_at=point.last_read_at,
         )
