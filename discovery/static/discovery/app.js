@@ -74,6 +74,19 @@
     }
   }
 
+  /* The pages' one date-time format (2026-11-23 10:41:00), 24-hour, on the axis too:
+     uPlot's tick table, [tick step, format, format at a new year, -, at a new month, -,
+     at a new day, -, mode]. */
+  var TIME_FORMAT = "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}";
+  var TIME_TICKS = [
+    [3600 * 24 * 365, "{YYYY}", null, null, null, null, null, null, 1],
+    [3600 * 24 * 28, "{YYYY}-{MM}", null, null, null, null, null, null, 1],
+    [3600 * 24, "{MM}-{DD}", "\n{YYYY}", null, null, null, null, null, 1],
+    [3600, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+    [60, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+    [1, "{HH}:{mm}:{ss}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1]
+  ];
+
   /* Binary and multi-state points are drawn as steps between their named states. */
   function stateNamer(point) {
     var states = point.states || [];
@@ -182,8 +195,8 @@
           scales: point.drawn_as === "steps" && (point.states || []).length
             ? { x: { time: true }, y: { range: [first - 0.3, first + point.states.length - 0.7] } }
             : { x: { time: true } },
-          axes: [{}, yAxis(point)],
-          series: [{ label: "time (" + zone + ")" }].concat(chosen.series)
+          axes: [{ values: TIME_TICKS }, yAxis(point)],
+          series: [{ label: "time (" + zone + ")", value: TIME_FORMAT }].concat(chosen.series)
         };
         var chart = new window.uPlot(options, [data.t].concat(chosen.values), box);
         window.addEventListener("resize", function () {
