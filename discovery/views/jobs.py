@@ -54,7 +54,9 @@ def _job_table_context(request: HttpRequest) -> dict:
 @require_GET
 def job_list(request: HttpRequest) -> HttpResponse:
     context = _job_table_context(request)
-    context.update(backend=backend_status(), flower_url=settings.FLOWER_URL)
+    # Flower shows Celery's workers and queues: with the database backend there are none.
+    flower = settings.BACNET_BACKEND == "celery"
+    context.update(backend=backend_status(), flower_url=settings.FLOWER_URL if flower else "")
     return render(request, "discovery/jobs.html", context)
 
 

@@ -246,3 +246,14 @@ def test_it_records_a_real_discovery_with_a_broken_device_as_completed_with_erro
     assert job_outcome(job) == "completed_with_errors"
     assert job.summary.endswith(f", {job.failed_devices} failed")
     assert len(failed_devices(job.result)) == job.failed_devices
+
+
+def test_it_links_flower_only_where_there_is_one_and_says_why_not(logged_in, settings):
+    settings.BACNET_BACKEND = "celery"
+    settings.FLOWER_URL = "http://127.0.0.1:5555/"
+    html = logged_in.get(reverse("discovery:job-list")).content.decode()
+    assert 'id="flower-link"' in html
+    settings.BACNET_BACKEND = "database"
+    html = logged_in.get(reverse("discovery:job-list")).content.decode()
+    assert 'id="flower-link"' not in html
+    assert "database backend" in html
