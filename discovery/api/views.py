@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import Count
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -77,7 +78,11 @@ class PointViewSet(viewsets.ReadOnlyModelViewSet):
         except ValueError:
             raise ValidationError({"detail": "buckets must be an integer."}) from None
         data = downsample(point.pk, window.start, window.end, buckets)
-        return Response({**data, "range": window.name, "point": trend_point(point)})
+        # The range's ends in the site's zone, like every time the API shows.
+        ends = {
+            key: timezone.localtime(getattr(window, key)).isoformat() for key in ("start", "end")
+        }
+        return Response({**data, **ends, "range": window.name, "point": trend_point(point)})
 
 
 class ReadingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

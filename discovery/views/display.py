@@ -122,11 +122,12 @@ def device_counts() -> dict[str, int]:
     )
 
 
-def last_collection() -> datetime | None:
+def last_collection() -> BACnetTask | None:
+    """The last completed collection: the dashboard shows when, and its summary line."""
     return (
         BACnetTask.objects.filter(kind=BACnetTask.Kind.COLLECT, status=BACnetTask.Status.COMPLETED)
         .order_by("-completed_at")
-        .values_list("completed_at", flat=True)
+        .only("id", "kind", "status", "completed_at", "summary", "failed_devices", "result")
         .first()
     )
 

@@ -257,3 +257,21 @@ def test_it_links_flower_only_where_there_is_one_and_says_why_not(logged_in, set
     html = logged_in.get(reverse("discovery:job-list")).content.decode()
     assert 'id="flower-link"' not in html
     assert "database backend" in html
+
+
+def test_it_shows_the_last_collections_summary_on_the_dashboard(logged_in):
+    from django.utils import timezone
+
+    TaskFactory(
+        kind=BACnetTask.Kind.COLLECT,
+        trigger=BACnetTask.Trigger.SCHEDULED,
+        status=BACnetTask.Status.COMPLETED,
+        completed_at=timezone.now(),
+        result=COLLECTION_RESULT,
+        **outcome_fields("collect", COLLECTION_RESULT),
+    )
+    html = logged_in.get(reverse("discovery:device-table")).content.decode()
+    summary = html[html.index('id="last-collection"') :]
+    summary = summary[: summary.index("</span>\n")]
+    assert "229 of 240 readings, 2 devices failed" in summary
+    assert "with errors" in summary
