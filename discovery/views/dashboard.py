@@ -49,10 +49,10 @@ def _recent_jobs() -> dict:
     """Jobs people started apart from the scheduled cycles: one collection a minute
     would otherwise push a discovery out of sight within minutes."""
     jobs = BACnetTask.objects.order_by("-created_at", "-id")
-    scheduled = BACnetTask.Trigger.SCHEDULED
+    by_people = [BACnetTask.Trigger.MANUAL, BACnetTask.Trigger.API]
     return {
-        "jobs": job_rows(jobs.exclude(trigger=scheduled)[:RECENT_JOBS]),
-        "cycles": job_rows(jobs.filter(trigger=scheduled)[:RECENT_CYCLES]),
+        "jobs": job_rows(jobs.filter(trigger__in=by_people)[:RECENT_JOBS]),
+        "cycles": job_rows(jobs.filter(trigger=BACnetTask.Trigger.SCHEDULED)[:RECENT_CYCLES]),
     }
 
 

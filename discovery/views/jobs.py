@@ -99,8 +99,10 @@ def cancel(request: HttpRequest, pk: int) -> HttpResponse:
             f"Job {job.pk} is {job.get_status_display().lower()}: only a pending "
             "job can be cancelled.",
         )
-    back = request.POST.get("next", "")
-    if url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+    # Back to the page the button was on (the Referer: a row may have been swapped in
+    # by htmx from a fragment URL, which is no page to return to).
+    back = request.POST.get("next") or request.headers.get("Referer", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
         return redirect(back)
     return redirect("discovery:job-detail", pk=job.pk)
 

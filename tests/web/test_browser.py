@@ -278,3 +278,21 @@ def test_it_charts_a_binary_point_as_named_steps_in_the_site_zone_without_sidewa
     assert not page_scrolls_sideways(page)
     screenshot(page, "6-binary-steps")
     assert page.errors == []
+
+
+def test_it_makes_one_job_of_a_double_click_and_cancels_it_from_the_dashboard(live_server, page):
+    """No worker runs here, so the discovery stays pending: a double click on Start
+    Discovery makes one job, and its Cancel button cancels it in place."""
+    log_in(live_server, page)
+    page.wait_for_selector("#start-discovery")
+    page.dblclick("#start-discovery")
+    page.wait_for_selector("#recent-jobs-table tr[data-job-id]")
+    page.wait_for_timeout(1000)  # a second request, if any, lands meanwhile
+    assert BACnetTask.objects.filter(kind=BACnetTask.Kind.DISCOVER).count() == 1
+    job = BACnetTask.objects.get(kind=BACnetTask.Kind.DISCOVER)
+    page.click(f"#job-{job.pk} [data-cancel-job]")
+    page.wait_for_selector(f"#recent-jobs-table #job-{job.pk}[data-status=cancelled]")
+    assert page.url.rstrip("/") == live_server.url
+    job.refresh_from_db()
+    assert job.status == BACnetTask.Status.CANCELLED
+    assert page.errors == []

@@ -275,3 +275,16 @@ def test_it_shows_the_last_collections_summary_on_the_dashboard(logged_in):
     summary = summary[: summary.index("</span>\n")]
     assert "229 of 240 readings, 2 devices failed" in summary
     assert "with errors" in summary
+
+
+def test_it_returns_to_the_page_the_cancel_button_was_on(logged_in):
+    job = TaskFactory(status=BACnetTask.Status.PENDING)
+    dashboard = "http://testserver" + reverse("discovery:dashboard")
+    response = logged_in.post(
+        reverse("discovery:job-cancel", args=[job.pk]), HTTP_REFERER=dashboard
+    )
+    assert response["Location"] == dashboard
+    elsewhere = logged_in.post(
+        reverse("discovery:job-cancel", args=[job.pk]), HTTP_REFERER="https://evil.example/"
+    )
+    assert elsewhere["Location"] == reverse("discovery:job-detail", args=[job.pk])
