@@ -14,7 +14,7 @@ def main() -> None:
         import django.conf
 
         django.conf.settings.INSTALLED_APPS  # noqa: B018 - loads the settings now
-    except ImproperlyConfigured as exc:
+    except (ImproperlyConfigured, ValueError) as exc:  # ValueError: e.g. a bad TIME_ZONE
         if HELP_WORDS & set(sys.argv[1:]):
             # Help runs nothing: it needs no secret key or hosts. Show it as in development.
             os.environ["DEBUG"] = "true"

@@ -48,3 +48,11 @@ def test_it_names_a_missing_setting_in_one_line(tmp_path):
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith("Configuration error: SECRET_KEY")
+
+
+def test_it_names_a_wrong_time_zone_in_one_line(tmp_path):
+    env = {**_fresh_clone_env(tmp_path), "DEBUG": "true", "TIME_ZONE": "Mars/Olympus_Mons"}
+    run = _manage(["check"], env)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert "Configuration error: Incorrect timezone setting: Mars/Olympus_Mons" in run.stderr
