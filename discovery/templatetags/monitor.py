@@ -6,21 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from django import template
-from django.template.defaultfilters import date as format_date
 from django.utils import timezone
 
-register = template.Library()
+from discovery.views.display import format_when
 
-# The one date-time format of the pages (Django's date syntax); see docs/web.md.
-DATE_TIME_FORMAT = "Y-m-d H:i:s T"
+register = template.Library()
 
 
 @register.filter
 def when(value: datetime | None) -> str:
     """A time in the site's zone with the zone's abbreviation; empty for none."""
-    if not value:
-        return ""
-    return format_date(timezone.localtime(value), DATE_TIME_FORMAT)
+    return format_when(value)
 
 
 @register.simple_tag

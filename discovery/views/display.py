@@ -12,6 +12,8 @@ from typing import Any
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
+from django.template.defaultfilters import date as format_date
+from django.utils import timezone
 
 from discovery.api.serializers import status_flag_names
 from discovery.models import BACnetDevice, BACnetPoint, BACnetTask
@@ -89,6 +91,17 @@ def job_rows(jobs: Iterable[BACnetTask]) -> list[JobRow]:
     ]
 
 
+# The one date-time format of the product (Django's date syntax): 2026-11-23 11:41:00 CET.
+DATE_TIME_FORMAT = "Y-m-d H:i:s T"
+
+
+def format_when(value: datetime | None) -> str:
+    """A time in the site's zone (TIME_ZONE) with the zone's abbreviation; "" for none."""
+    if not value:
+        return ""
+    return format_date(timezone.localtime(value), DATE_TIME_FORMAT)
+
+
 def device_properties(device: BACnetDevice) -> list[tuple[str, Any]]:
     """Label and value of each property worth showing; empty ones are left out."""
     rows: list[tuple[str, Any]] = [
@@ -107,8 +120,8 @@ def device_properties(device: BACnetDevice) -> list[tuple[str, Any]]:
         ("Segmentation", device.get_segmentation_display() if device.segmentation else ""),
         ("ReadPropertyMultiple", "supported" if device.supports_rpm else "not supported"),
         ("State", "online" if device.is_online else "offline"),
-        ("First seen", device.first_seen),
-        ("Last seen", device.last_seen),
+        ("First seen", format_when(device.first_seen)),
+        ("Last seen", format_when(device.last_seen)),
         ("Last error", device.last_error),
     ]
     return [(label, value) for label, value in rows if value not in ("", None)]

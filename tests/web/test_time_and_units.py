@@ -81,7 +81,7 @@ def test_it_describes_a_binary_point_for_a_step_chart_with_its_state_names(api):
 
 
 def test_it_shows_every_page_time_in_the_site_zone_with_the_zone(logged_in, zurich):
-    device = DeviceFactory(last_seen=MOMENT)
+    device = DeviceFactory(last_seen=MOMENT, first_seen=MOMENT)
     PointFactory(device=device, last_read_at=MOMENT)
     job = TaskFactory(created_at=MOMENT)
     for url in (
@@ -95,6 +95,7 @@ def test_it_shows_every_page_time_in_the_site_zone_with_the_zone(logged_in, zuri
         assert "Times in Europe/Zurich" in html, url
         assert "2026-11-23 11:41:00 CET" in html, url
         assert "10:41:00" not in html, url
+        assert "a.m." not in html and "p.m." not in html, url
 
 
 def test_it_gives_csv_and_api_times_in_the_site_zone(logged_in, api, zurich):
