@@ -4,7 +4,9 @@ completed with errors, failed, cancelled), a one-line summary ("14 devices, 240 
 
 Plain functions over ``BACnetTask`` and its ``result``; the worker stores the summary and
 the failed-device count when a job ends (``outcome_fields``), the pages and the API show
-them, and the job lists filter on them.
+them, and the job lists filter on them. The two things an operator does to a job's
+outcome from the pages and the API live here too: cancelling a pending job
+(``cancel_job``) and Start Discovery clicked twice making one job (``request_discovery``).
 """
 
 from __future__ import annotations
