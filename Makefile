@@ -17,8 +17,10 @@ $(BIN)/activate: requirements.txt requirements-dev.txt
 setup: $(BIN)/activate
 
 # The product on embedded defaults: SQLite, the file broker, simulated devices.
+# `make run PORT=8001` serves the web on another port.
+PORT ?= 8000
 run: setup
-	$(BIN)/python manage.py rundemo
+	$(BIN)/python manage.py rundemo --port $(PORT)
 
 test: setup
 	DEBUG=false $(BIN)/python -m pytest $(PYTEST_ARGS)

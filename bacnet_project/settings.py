@@ -143,9 +143,11 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: DRF answers a request without credentials with the first class's
+    # challenge, so it gets 401 + "WWW-Authenticate: Token" (session auth has none: 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON nested deeper than a request ever needs is a 400, not a RecursionError (500).
@@ -156,7 +158,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.OrderingFilter",
+        "discovery.api.filters.StrictOrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
     # Capped: a huge ?limit= is cut down to max_limit, never a slow query or a 500.
@@ -251,7 +253,11 @@ BACNET_BACKEND, BACNET_BACKEND_REASON = detect_bacnet_backend()
 # "192.168.1.5/24", "192.168.1.5/24:47809"; empty: auto-detected from the host.
 BACNET_INTERFACE = env.str("BACNET_INTERFACE", default="")
 BACNET_PORT = env.int("BACNET_PORT", default=47808)
+# The BACnet worker's own device instance; the product keeps it and the 63 after it for
+# its processes and never stores them as devices (discovery.product_identity).
 BACNET_DEVICE_INSTANCE = env.int("BACNET_DEVICE_INSTANCE", default=3056999)
+# The instance of `manage.py discover` / `collect`; unset: chosen in that block.
+BACNET_TOOL_DEVICE_INSTANCE = env.int("BACNET_TOOL_DEVICE_INSTANCE", default=None)
 BACNET_BBMD_ADDRESS = env.str("BACNET_BBMD_ADDRESS", default="")
 BACNET_BBMD_TTL = env.int("BACNET_BBMD_TTL", default=900)
 BACNET_APDU_TIMEOUT_MS = env.int("BACNET_APDU_TIMEOUT_MS", default=3000)

@@ -125,6 +125,7 @@ def validate_parameters(kind: str, parameters: dict[str, Any] | None) -> dict[st
             if not isinstance(instances, list):
                 raise JobError("device_instances must be a list of device instances.")
             cleaned["device_instances"] = [_instance(i, "device instance") for i in instances]
+            _require_known_devices(cleaned["device_instances"])
     else:
         if "device_instance" not in parameters:
             raise JobError("enumerate needs device_instance.")
@@ -136,6 +137,19 @@ def validate_parameters(kind: str, parameters: dict[str, Any] | None) -> dict[st
             raise JobError(f"No known device has instance {number}.")
         cleaned["device_instance"] = number
     return cleaned
+
+
+def _require_known_devices(instances: list[int]) -> None:
+    """A collection of devices nobody has discovered would read nothing: say so."""
+    known = set(
+        BACnetDevice.objects.filter(device_instance__in=instances).values_list(
+            "device_instance", flat=True
+        )
+    )
+    unknown = sorted(set(instances) - known)
+    if unknown:
+        listed = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        raise JobError(f"No known device has instance {listed}: discover it first.")
 
 
 def request_job(
@@ -197,13 +211,16 @@ def delivery(task: BACnetTask) -> str:
 def task_status(task: BACnetTask) -> dict[str, Any]:
     """The JSON shape of seed 001's task-status API."""
 
+    from discovery.outcomes import outcome_api_fields
+
     def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
+        return timezone.localtime(value).isoformat() if value else None
 
     return {
         "id": task.pk,
         "kind": task.kind,
         "status": task.status,
+        **outcome_api_fields(task),
         "trigger": task.trigger,
         "backend": task.backend,
         "parameters": task.parameters,

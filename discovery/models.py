@@ -51,6 +51,8 @@ class BACnetDevice(models.Model):
     last_error = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = "BACnet device"
+        verbose_name_plural = "BACnet devices"
         ordering = ["device_instance"]
         constraints = [
             models.CheckConstraint(
@@ -96,6 +98,8 @@ class BACnetPoint(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = "BACnet point"
+        verbose_name_plural = "BACnet points"
         ordering = ["device_id", "object_type", "object_instance"]
         constraints = [
             models.UniqueConstraint(
@@ -144,6 +148,8 @@ class BACnetReading(models.Model):
     status_flags = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "BACnet reading"
+        verbose_name_plural = "BACnet readings"
         constraints = [
             # Also the (point, time) index that serves a point's trend and the rollups.
             models.UniqueConstraint(
@@ -193,9 +199,17 @@ class StatBase(models.Model):
 class BACnetHourlyStat(StatBase):
     """Hourly statistics, upserted by ``calculate_hourly_stats``."""
 
+    class Meta(StatBase.Meta):
+        verbose_name = "BACnet hourly statistic"
+        verbose_name_plural = "BACnet hourly statistics"
+
 
 class BACnetDailyStat(StatBase):
     """Daily statistics, upserted by ``calculate_daily_stats``."""
+
+    class Meta(StatBase.Meta):
+        verbose_name = "BACnet daily statistic"
+        verbose_name_plural = "BACnet daily statistics"
 
 
 class BACnetTask(models.Model):
@@ -203,9 +217,11 @@ class BACnetTask(models.Model):
 
     States: ``pending`` (created; handed to the backend after commit) -> ``running``
     (claimed by a worker: ``worker_name``, ``started_at``, ``heartbeat_at``) ->
-    ``completed`` (``result``) or ``failed`` (``error_message``). A running job whose
-    heartbeat goes stale (its worker died) goes back to ``pending`` until
-    ``attempts`` reaches the limit, then to ``failed`` with that reason.
+    ``completed`` (``result``; ``summary`` and ``failed_devices`` say what it amounts
+    to: with failed devices it is shown as "completed with errors") or ``failed``
+    (``error_message``). A running job whose heartbeat goes stale (its worker died) goes
+    back to ``pending`` until ``attempts`` reaches the limit, then to ``failed`` with that
+    reason. A ``pending`` job can be ``cancelled``: no worker claims it then.
     """
 
     class Kind(models.TextChoices):
@@ -218,6 +234,7 @@ class BACnetTask(models.Model):
         RUNNING = "running", "Running"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Manual"
@@ -232,6 +249,10 @@ class BACnetTask(models.Model):
     result = models.JSONField(null=True, blank=True)
     progress = models.CharField(max_length=255, blank=True)
     error_message = models.TextField(blank=True)
+    # Set with the result of a completed job (discovery.outcomes.outcome_fields): the
+    # one line the lists show, and how many devices failed in it.
+    summary = models.CharField(max_length=255, blank=True)
+    failed_devices = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -251,10 +272,14 @@ class BACnetTask(models.Model):
     window_period_s = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "BACnet job"
+        verbose_name_plural = "BACnet jobs"
         ordering = ["-created_at", "-id"]
         indexes = [
             # Recent jobs of a kind and status (dashboard, jobs page).
             models.Index(fields=["kind", "status", "created_at"], name="discovery_task_kind"),
+            # The dashboard's jobs started by people, apart from the scheduled cycles.
+            models.Index(fields=["trigger", "created_at"], name="discovery_task_trigger"),
             # The database backend claims the oldest pending job.
             models.Index(
                 fields=["created_at"],
@@ -280,7 +305,7 @@ class BACnetTask(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (self.Status.COMPLETED, self.Status.FAILED)
+        return self.status in (self.Status.COMPLETED, self.Status.FAILED, self.Status.CANCELLED)
 
     @property
     def duration(self) -> timedelta | None:
@@ -334,6 +359,8 @@ class BACnetWorker(models.Model):
     )
 
     class Meta:
+        verbose_name = "BACnet worker"
+        verbose_name_plural = "BACnet workers"
         ordering = ["-last_heartbeat"]
 
     def __str__(self) -> str:

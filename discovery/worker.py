@@ -29,6 +29,7 @@ from django.utils import timezone
 from discovery import windows
 from discovery.events import publish_task_change
 from discovery.models import BACnetDevice, BACnetTask, BACnetWorker
+from discovery.outcomes import outcome_fields
 
 log = logging.getLogger(__name__)
 
@@ -181,13 +182,16 @@ def set_progress(task_id: int, message: str) -> None:
     publish_task_change(task_id)
 
 
-def _finish(task_id: int, status: str, *, result: Any = None, error: str = "") -> None:
+def _finish(
+    task_id: int, status: str, *, result: Any = None, error: str = "", **outcome: Any
+) -> None:
     BACnetTask.objects.filter(pk=task_id, status=Status.RUNNING).update(
         status=status,
         result=result,
         error_message=error,
         completed_at=timezone.now(),
         progress="Completed" if status == Status.COMPLETED else "Failed",
+        **outcome,
     )
     publish_task_change(task_id)
 
@@ -239,8 +243,10 @@ def run_job(task_id: int, worker_name: str, *, claimed: BACnetTask | None = None
         _current_task_id = None
     result.setdefault("duration_s", round(time.monotonic() - started, 3))
     # The readings are committed: a database lost now must not turn the job into a
-    # retry (or a "late" skip) of work that is done.
-    _with_reconnect(lambda: _finish(task.pk, Status.COMPLETED, result=result))
+    # retry (or a "late" skip) of work that is done. The summary line and failed-device
+    # count ("completed with errors") go with it.
+    outcome = outcome_fields(task.kind, result)
+    _with_reconnect(lambda: _finish(task.pk, Status.COMPLETED, result=result, **outcome))
     log.info("Job %s completed: %s", task.pk, result)
     return result
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from django.db import connection
 
-from discovery.models import BACnetHourlyStat, BACnetReading
+from discovery.models import BACnetHourlyStat, BACnetPoint, BACnetReading
+from discovery.units import unit_symbol
 
 DEFAULT_BUCKETS = 1000
 MAX_BUCKETS = 5000
@@ -96,6 +97,35 @@ def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> d
         "min": [row[3] for row in rows],
         "max": [row[4] for row in rows],
         "count": [row[5] for row in rows],
+    }
+
+
+def state_names(point: BACnetPoint) -> tuple[list[str], int]:
+    """The names of a binary or multi-state point's states and the value of the first
+    (binary values count from 0, multi-state values from 1); ([], 0) for other points."""
+    texts = [str(text) for text in point.state_texts or []]
+    if point.object_type.startswith("binary"):
+        return (texts[:2] if len(texts) >= 2 else ["inactive", "active"]), 0
+    if point.object_type.startswith("multi-state"):
+        return texts, 1
+    return [], 0
+
+
+def trend_point(point: BACnetPoint) -> dict[str, Any]:
+    """What a chart needs to know of its point: label, units as engineers write them
+    (and the BACnet name), and for binary and multi-state points the state names, which
+    are drawn as steps."""
+    states, first_state = state_names(point)
+    stateful = point.object_type.startswith(("binary", "multi-state"))
+    return {
+        "id": point.pk,
+        "label": f"{point.device.name or point.device.device_instance}: {point.name or point}",
+        "units": unit_symbol(point.units),
+        "units_name": point.units,
+        "object_type": point.object_type,
+        "drawn_as": "steps" if stateful else "line",
+        "states": states,
+        "first_state": first_state,
     }
 
 

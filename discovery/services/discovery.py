@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from discovery.bacnet_types import DeviceEnumeration, DiscoveredDevice
 from discovery.models import BACnetDevice
+from discovery.product_identity import is_product_device
 from discovery.services.storage import (
     mark_unseen_offline,
     record_duplicates,
@@ -39,6 +40,10 @@ class _Store:
         self.failed: dict[int, str] = {}
 
     def __call__(self, enumeration: DeviceEnumeration) -> None:
+        name = enumeration.properties.name if enumeration.properties else ""
+        if is_product_device(enumeration.device.instance, name or ""):
+            self.total -= 1  # another installation of the product, by its object name
+            return
         device, created = upsert_device(enumeration, self.seen_at)
         self.devices_new += created
         if enumeration.error:
@@ -65,6 +70,9 @@ def discover_and_store(
     started = time.monotonic()
     progress("Sending Who-Is")
     found = client.discover(low=low, high=high, targets=list(targets))
+    # The product's own processes answer Who-Is too: they are not building devices.
+    found.devices = [d for d in found.devices if not is_product_device(d.instance)]
+    found.duplicates = {i: a for i, a in found.duplicates.items() if not is_product_device(i)}
     progress(f"{len(found.devices)} devices answered; reading their properties and objects")
     store = _Store(len(found.devices), progress)
     client.enumerate_devices(found.devices, on_device=store)
