@@ -231,7 +231,11 @@ def request_discovery(
         for task in active:
             if task.parameters == cleaned:
                 return BACnetTask.objects.get(pk=task.pk), False
-        return request_job(Kind.DISCOVER, cleaned, trigger=trigger, user=user), True
+        task = request_job(Kind.DISCOVER, cleaned, trigger=trigger, user=user)
+    # The job is handed to the backend when the block above commits: show what that did
+    # (sent, or waiting for the broker).
+    task.refresh_from_db()
+    return task, True
 
 
 def outcome_api_fields(task: BACnetTask) -> dict[str, Any]:
