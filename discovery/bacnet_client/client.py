@@ -17,6 +17,7 @@ import math
 import queue
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from discovery.bacnet_client.convert import safe_text
@@ -101,17 +102,26 @@ class BACnetClient(ClientRuntime):
             destinations.append(bp.GlobalBroadcast())
         wanted = {str(d) for d in destinations} if targets else set()
 
-        self._iam_listeners.append(listener)
-        try:
+        def send_who_is() -> None:
             for destination in destinations:
                 request = bp.WhoIsRequest(destination=destination)
                 if low is not None:
                     request.deviceInstanceRangeLowLimit = low
                     request.deviceInstanceRangeHighLimit = high
                 self._app.request(request)
+
+        self._iam_listeners.append(listener)
+        try:
+            send_who_is()
             sent = time.monotonic()
+            # A busy device can drop one broadcast: the Who-Is goes out again halfway
+            # through the first quiet window (answers to both count once per address).
+            resend_at: float | None = sent + self.config.discovery_quiet_s / 2
             while True:
                 now = time.monotonic()
+                if resend_at is not None and now >= resend_at:
+                    send_who_is()
+                    resend_at = None
                 last = seen[-1].at if seen else sent
                 quiet_left = last + self.config.discovery_quiet_s - now
                 max_left = started + max_s - now
@@ -123,19 +133,17 @@ class BACnetClient(ClientRuntime):
                     break
                 arrived.clear()
                 wait_s = max_left if wanted else min(quiet_left, max_left)
+                if resend_at is not None:
+                    wait_s = min(wait_s, max(resend_at - now, 0.0))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(arrived.wait(), wait_s)
         finally:
             self._iam_listeners.remove(listener)
 
-        devices: dict[int, DiscoveredDevice] = {}
-        addresses: dict[int, list[str]] = {}
+        answers: dict[int, dict[str, DiscoveredDevice]] = {}
         for iam in seen:
-            addresses.setdefault(iam.instance, [])
-            if iam.address not in addresses[iam.instance]:
-                addresses[iam.instance].append(iam.address)
-            devices.setdefault(
-                iam.instance,
+            answers.setdefault(iam.instance, {}).setdefault(
+                iam.address,
                 DiscoveredDevice(
                     instance=iam.instance,
                     address=iam.address,
@@ -145,13 +153,14 @@ class BACnetClient(ClientRuntime):
                     segmentation=iam.segmentation,
                 ),
             )
-        duplicates = {i: a for i, a in addresses.items() if len(a) > 1}
+        duplicates = {i: list(a) for i, a in answers.items() if len(a) > 1}
         for instance, where in duplicates.items():
             log.warning("BACnet device instance %s answered from %s", instance, ", ".join(where))
         return DiscoveryResult(
-            devices=sorted(devices.values(), key=lambda d: d.instance),
+            devices=[next(iter(answers[i].values())) for i in sorted(answers)],
             duplicates=duplicates,
             elapsed_s=time.monotonic() - started,
+            answers={i: list(answers[i].values()) for i in duplicates},
         )
 
     # -- enumeration ---------------------------------------------------------------------
@@ -316,9 +325,7 @@ class BACnetClient(ClientRuntime):
         started = time.monotonic()
         result = DeviceReadResult(instance=target.instance, supports_rpm=target.supports_rpm)
         try:
-            job = _DeviceWork(self._session(target.instance, target.address), target.supports_rpm)
-            await self._within_device_deadline(job.read_values(target, result), target.instance)
-            result.supports_rpm = job.supports_rpm
+            await self._within_device_deadline(self._read_or_find(target, result), target.instance)
         except BACnetError as exc:
             result.error = str(exc)
         except Exception as exc:
@@ -334,6 +341,59 @@ class BACnetClient(ClientRuntime):
         result.elapsed_s = time.monotonic() - started
         return result
 
+    async def _read_or_find(self, target: DeviceTarget, result: DeviceReadResult) -> None:
+        """Read the device at its address; when it times out there, look for its
+        instance (Who-Is low = high = instance: it may have a new address) and read it
+        where it answers, in this same cycle. Healthy devices cost nothing more."""
+        job = _DeviceWork(self._session(target.instance, target.address), target.supports_rpm)
+        try:
+            await job.read_values(target, result)
+            result.supports_rpm = job.supports_rpm
+            return
+        except BACnetTimeout as exc:
+            failure = exc
+        found = await self.locate(target.instance)
+        addresses = [d.address for d in found]
+        if not found:
+            result.reachable = False
+            raise BACnetTimeout(
+                f"{failure}; no answer to a Who-Is for its instance either",
+                device=target.instance,
+                reason=failure.reason,
+            )
+        if len(found) > 1 or found[0].address in target.conflict_addresses:
+            result.conflict = addresses
+            raise BACnetError(
+                f"device {target.instance}: no answer at {target.address}; what answers "
+                f"for its instance ({', '.join(addresses)}) is another device claiming "
+                "it: not read until the conflict is resolved",
+                device=target.instance,
+                reason="duplicate instance",
+            )
+        (where,) = found
+        if where.address == target.address:
+            raise failure  # it answers Who-Is but not reads: in fault (reachable)
+        log.info(
+            "BACnet device %s moved from %s to %s", target.instance, target.address, where.address
+        )
+        result.moved_to = where
+        result.values = []
+        moved = replace(
+            target,
+            address=where.address,
+            max_apdu=where.max_apdu or target.max_apdu,
+            segmentation=where.segmentation or target.segmentation,
+        )
+        job = _DeviceWork(self._session(moved.instance, moved.address), moved.supports_rpm)
+        await job.read_values(moved, result)
+        result.supports_rpm = job.supports_rpm
+
+    async def locate(self, instance: int) -> list[DiscoveredDevice]:
+        """Every device that answers a Who-Is for ``instance`` (through the BBMD when
+        registered with one), first answer first; empty when none does."""
+        found = await self._adiscover(instance, instance, [], self.config.discovery_max_s)
+        return found.answers.get(instance, found.devices)
+
     def read_point(self, instance: int, address: str, ref: PointRef) -> PointValue:
         """Present value and status flags of one point (ReadProperty)."""
 
@@ -341,4 +401,4 @@ class BACnetClient(ClientRuntime):
             job = _DeviceWork(self._session(instance, address), supports_rpm=False)
             return await job._value_one(ref)
 
-        return self._run(work, self.config.request_deadline_s * 2 + 10)
+        return self._run(work, self.config.request_timeout_s * 2 + 10)

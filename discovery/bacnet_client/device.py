@@ -20,7 +20,7 @@ from discovery.bacnet_client.convert import (
     safe_text,
     status_flags_mask,
 )
-from discovery.bacnet_client.session import _all, _Session
+from discovery.bacnet_client.session import DeviceGone, _all, _Session
 from discovery.bacnet_types import (
     BACnetError,
     BACnetTimeout,
@@ -156,8 +156,15 @@ class _DeviceWork:
     async def _read_or_error(self, object_type: str, instance: int, prop: str) -> Any:
         try:
             return await self.s.read(object_type, instance, prop)
+        except DeviceGone:
+            raise
         except BACnetError as exc:
             return exc
+
+    def _timed_out_for_good(self, exc: BACnetTimeout) -> bool:
+        """Whether a timeout ends the device (it never answered, or it stopped) rather
+        than the one request (a device that still answers: retry smaller)."""
+        return isinstance(exc, DeviceGone) or not self.s.answered
 
     def _device_properties_from(self, raw: dict[str, Any]) -> DeviceProperties:
         props = DeviceProperties(supports_rpm=self.supports_rpm)
@@ -213,8 +220,14 @@ class _DeviceWork:
             answer = await self.s.read_multiple(
                 [("device", self.s.instance, [("object-list", i) for i in batch])]
             )
-        except BACnetTimeout:
-            raise
+        except BACnetTimeout as exc:
+            if self._timed_out_for_good(exc) or len(batch) == 1:
+                raise
+            # A busy device that still answers: the usual halving, smaller requests.
+            half = len(batch) // 2
+            await self._object_list_batch(batch[:half], found)
+            await self._object_list_batch(batch[half:], found)
+            return
         except BACnetError as exc:
             if _is_service_unsupported(exc):
                 self.supports_rpm = False
@@ -285,11 +298,21 @@ class _DeviceWork:
     ) -> None:
         """ReadPropertyMultiple of ``batch``; a batch the device refuses (too big, or one
         object it chokes on) is halved until it fits. A device that does not support RPM
-        is marked so (the caller falls back to ReadProperty); a timeout ends the device."""
+        is marked so (the caller falls back to ReadProperty). A timeout ends the device
+        when it never answered or has stopped answering (``_Session`` probes it once);
+        a device that still answers gets the batch again in halves."""
         try:
             answer = await self.s.read_multiple(specs_of(batch))
-        except BACnetTimeout:
-            raise
+        except BACnetTimeout as exc:
+            if self._timed_out_for_good(exc):
+                raise
+            if len(batch) > 1:
+                half = len(batch) // 2
+                await self._rpm_in_halves(batch[:half], specs_of, store, on_single_failure)
+                await self._rpm_in_halves(batch[half:], specs_of, store, on_single_failure)
+            else:
+                on_single_failure(batch[0], exc)
+            return
         except BACnetError as exc:
             if _is_service_unsupported(exc):
                 self.supports_rpm = False
@@ -342,20 +365,13 @@ class _DeviceWork:
         """Fill ``result.values`` (in ``target.points`` order) as batches complete."""
         refs = list(target.points)
         values: dict[PointRef, PointValue] = {}
-        answered = False
         if self.supports_rpm:
             size = batch_size(_VALUE_BYTES, target.max_apdu, target.segmentation, _VALUE_BATCH_CAP)
 
             async def one_batch(batch: list[PointRef]) -> None:
-                nonlocal answered
-                try:
-                    await self._values_batch(batch, values)
-                    answered = True
-                except BACnetTimeout as exc:
-                    if not answered:
-                        raise  # the device does not answer at all: fail it as a whole
-                    for ref in batch:
-                        values[ref] = self._point_error(ref, exc)
+                # A timeout reaching here ends the device: it never answered, or it
+                # stopped (then the points read so far are kept, see _read_one).
+                await self._values_batch(batch, values)
                 # Kept current so that a device deadline keeps what was read.
                 result.values = [values[r] for r in refs if r in values]
 
@@ -363,7 +379,7 @@ class _DeviceWork:
         result.supports_rpm = self.supports_rpm
         pending = [r for r in refs if r not in values]
         if pending:
-            if not answered:
+            if not self.s.answered:
                 # Probe with the first point so a silent device costs one deadline only.
                 values[pending[0]] = await self._value_one(pending[0], raise_timeout=True)
                 pending = pending[1:]
@@ -420,13 +436,15 @@ class _DeviceWork:
         try:
             present = await self.s.read(ref.object_type, ref.instance, "present-value")
         except BACnetTimeout as exc:
-            if raise_timeout:
+            if raise_timeout or isinstance(exc, DeviceGone):
                 raise
             return self._point_error(ref, exc)
         except BACnetError as exc:
             return self._point_error(ref, exc)
         try:
             flags = await self.s.read(ref.object_type, ref.instance, "status-flags")
+        except DeviceGone:
+            raise
         except BACnetError:
             flags = None
         return self._point_value(ref, present, flags)

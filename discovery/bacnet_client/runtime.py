@@ -57,6 +57,20 @@ class _IAmSeen:
     at: float = field(default_factory=time.monotonic)
 
 
+def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Errors of the stack's own tasks, which nobody awaits: logged here, once, instead
+    of asyncio's "Task exception was never retrieved" traceback."""
+    exc = context.get("exception")
+    if isinstance(exc, asyncio.InvalidStateError):
+        # bacpypes3 completing a request's future after a deadline cancelled it: the
+        # request has already failed with its reason, nothing is lost.
+        log.debug("BACnet stack completed a cancelled request: %s", context.get("message"))
+        return
+    log.warning(
+        "BACnet stack task failed: %s: %r", context.get("message", "?"), exc, exc_info=False
+    )
+
+
 class ClientRuntime:
     """One BAC0 application on an event-loop thread: start, stop, run coroutines on it.
 
@@ -155,6 +169,7 @@ class ClientRuntime:
     @staticmethod
     def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
         asyncio.set_event_loop(loop)
+        loop.set_exception_handler(_loop_exception_handler)
         loop.call_soon(ready.set)
         loop.run_forever()
 

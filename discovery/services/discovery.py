@@ -9,11 +9,11 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from discovery.bacnet_types import DeviceEnumeration, DiscoveredDevice
+from discovery.bacnet_types import DeviceEnumeration, DiscoveredDevice, DiscoveryResult
 from discovery.models import BACnetDevice
 from discovery.services.storage import (
     mark_unseen_offline,
-    record_duplicates,
+    record_conflict,
     upsert_device,
     upsert_points,
 )
@@ -66,13 +66,16 @@ def discover_and_store(
     progress("Sending Who-Is")
     found = client.discover(low=low, high=high, targets=list(targets))
     progress(f"{len(found.devices)} devices answered; reading their properties and objects")
-    store = _Store(len(found.devices), progress)
-    client.enumerate_devices(found.devices, on_device=store)
-    record_duplicates(found.duplicates)
+    bound, conflicts = bindings(found)
+    store = _Store(len(bound), progress)
+    client.enumerate_devices(bound, on_device=store)
+    for instance, addresses in conflicts.items():
+        record_conflict(instance, addresses)
     went_offline = 0
     if low is None and high is None and not targets:
         # Only a global Who-Is can tell that a device has gone away.
         went_offline = mark_unseen_offline(timezone.now(), settings.BACNET_OFFLINE_AFTER_S)
+    answered = [d.instance for d in found.devices]
     return {
         "devices_found": len(found.devices),
         "devices_new": store.devices_new,
@@ -80,10 +83,71 @@ def discover_and_store(
         "points_new": store.points_new,
         "devices_failed": store.failed,
         "duplicates": {str(k): v for k, v in found.duplicates.items()},
+        # Every conflict seen by this run, the binding kept first.
+        "conflicts": {
+            str(k): [bound_address, *others]
+            for k, (bound_address, others) in _conflict_rows(conflicts).items()
+        },
         "devices_offline": went_offline,
+        "answered": answered,
+        "not_answered": _known_silent(answered, low, high, targets),
         "discovery_s": round(found.elapsed_s, 3),
         "duration_s": round(time.monotonic() - started, 3),
     }
+
+
+def bindings(found: DiscoveryResult) -> tuple[list[DiscoveredDevice], dict[int, list[str]]]:
+    """Which answer of each instance to enumerate, and the conflicts to record.
+
+    A known device keeps its binding: when several addresses answer for its instance,
+    the one it has; when only a conflicting address answers, nothing (the other device
+    is never read into it). A device that answers from one new address has moved."""
+    instances = [d.instance for d in found.devices]
+    known = {
+        instance: (address, set(conflicting))
+        for instance, address, conflicting in BACnetDevice.objects.filter(
+            device_instance__in=instances
+        ).values_list("device_instance", "address", "conflict_addresses")
+    }
+    bound: list[DiscoveredDevice] = []
+    conflicts: dict[int, list[str]] = {}
+    for first in found.devices:
+        answers = found.answers.get(first.instance, [first])
+        addresses = [a.address for a in answers]
+        if first.instance not in known:
+            bound.append(first)
+            if len(answers) > 1:
+                conflicts[first.instance] = addresses
+            continue
+        address, conflicting = known[first.instance]
+        at_binding = [a for a in answers if a.address == address]
+        if at_binding:
+            bound.append(at_binding[0])
+        elif len(answers) == 1 and first.address not in conflicting:
+            bound.append(first)  # moved: upsert_device keeps the old address in history
+        if len(answers) > 1 or (not at_binding and first.address in conflicting):
+            conflicts[first.instance] = addresses
+    return bound, conflicts
+
+
+def _conflict_rows(conflicts: dict[int, list[str]]) -> dict[int, tuple[str, list[str]]]:
+    rows = BACnetDevice.objects.filter(device_instance__in=list(conflicts)).values_list(
+        "device_instance", "address", "conflict_addresses"
+    )
+    return {instance: (address, others) for instance, address, others in rows}
+
+
+def _known_silent(
+    answered: Sequence[int], low: int | None, high: int | None, targets: Sequence[str]
+) -> list[int]:
+    """Known devices this Who-Is asked for that did not answer (none for a directed one:
+    it asked addresses, not instances)."""
+    if targets:
+        return []
+    known = BACnetDevice.objects.exclude(device_instance__in=list(answered))
+    if low is not None and high is not None:
+        known = known.filter(device_instance__gte=low, device_instance__lte=high)
+    return list(known.order_by("device_instance").values_list("device_instance", flat=True))
 
 
 def enumerate_and_store(

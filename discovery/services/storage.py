@@ -19,7 +19,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from discovery.bacnet_types import DeviceEnumeration, DeviceReadResult, DiscoveredDevice, PointInfo
-from discovery.models import BACnetDevice, BACnetPoint, BACnetReading, Segmentation
+from discovery.models import (
+    BACnetDevice,
+    BACnetPoint,
+    BACnetReading,
+    Segmentation,
+    moved_history,
+)
 
 TEXT_LIMIT = 10_000  # for TextFields: a 10 kB device description is kept, not more
 
@@ -87,10 +93,20 @@ def device_fields(enumeration: DeviceEnumeration) -> dict[str, object]:
 
 
 def upsert_device(enumeration: DeviceEnumeration, seen_at: datetime) -> tuple[BACnetDevice, bool]:
-    """Create or update the device of one I-Am (plus properties); it is online again."""
+    """Create or update the device of one I-Am (plus properties); it answers again, and
+    is in fault when its enumeration failed. A new address is kept in its history."""
     fields = device_fields(enumeration)
-    fields.update(last_seen=seen_at, is_online=True)
+    fields.update(last_seen=seen_at, is_online=True, in_fault=bool(enumeration.error))
     fields["last_error"] = clean_text(enumeration.error)
+    known = (
+        BACnetDevice.objects.filter(device_instance=enumeration.device.instance)
+        .values("address", "address_history")
+        .first()
+    )
+    if known and known["address"] != fields["address"]:
+        fields["address_history"] = moved_history(
+            known["address_history"], known["address"], "discovery"
+        )
     device, created = BACnetDevice.objects.update_or_create(
         device_instance=enumeration.device.instance,
         defaults=fields,
@@ -142,15 +158,53 @@ def mark_unseen_offline(now: datetime, after_s: int) -> int:
     """Devices that have not answered for ``after_s`` seconds are offline."""
     cutoff = now - timedelta(seconds=after_s)
     return BACnetDevice.objects.filter(is_online=True, last_seen__lt=cutoff).update(
-        is_online=False, last_error="Not seen by discovery or collection since the cutoff."
+        is_online=False,
+        in_fault=False,
+        last_error="Not seen by discovery or collection since the cutoff.",
     )
 
 
+def record_conflict(instance: int, addresses: Sequence[str]) -> None:
+    """Other addresses claim a device's instance: the device keeps its binding (its
+    ``address``); the others are listed on it, added to those already known."""
+    device = BACnetDevice.objects.filter(device_instance=instance).first()
+    if device is None:
+        return
+    others = [
+        _clean_for(BACnetDevice, "address", a)
+        for a in addresses
+        if a != device.address and a not in device.conflict_addresses
+    ]
+    if not others:
+        return
+    device.conflict_addresses = [*device.conflict_addresses, *others]
+    device.conflict_since = device.conflict_since or timezone.now()
+    device.save(update_fields=["conflict_addresses", "conflict_since"])
+
+
 def record_duplicates(duplicates: dict[int, list[str]]) -> None:
-    """Two addresses claim one instance: keep the row, say so on it, merge nothing."""
+    """Several addresses claim one instance: keep the binding, list the others, merge nothing."""
     for instance, addresses in duplicates.items():
-        note = clean_text(f"Device instance {instance} answered from {', '.join(addresses)}.")
-        BACnetDevice.objects.filter(device_instance=instance).update(last_error=note)
+        record_conflict(instance, addresses)
+
+
+def record_move(instance: int, found: DiscoveredDevice, how: str) -> None:
+    """The device answers at a new address now: bind it there, keep the old one in its
+    history."""
+    device = BACnetDevice.objects.filter(device_instance=instance).first()
+    if device is None or device.address == found.address:
+        return
+    device.address_history = moved_history(device.address_history, device.address, how)
+    device.address = _clean_for(BACnetDevice, "address", found.address)
+    device.network_number = found.network_number
+    fields = ["address", "address_history", "network_number"]
+    if found.max_apdu:
+        device.max_apdu_length = found.max_apdu
+        fields.append("max_apdu_length")
+    if found.segmentation in Segmentation.values:
+        device.segmentation = found.segmentation
+        fields.append("segmentation")
+    device.save(update_fields=fields)
 
 
 @dataclass
@@ -188,22 +242,30 @@ def store_readings(
     values: list[tuple[int, float | None, str, int | None]] = []
     errors: list[tuple[int, str]] = []
     online: list[int] = []
-    offline: dict[int, str] = {}
+    failed: dict[int, tuple[str, bool]] = {}
     now = timezone.now()
+    results = list(results)
     for result in results:
-        # The client gives every unread point the device's error, so a device that did
-        # not answer at all still has values: none of them is a reading.
-        if result.error and all(value.error for value in result.values):
+        if result.moved_to is not None:
+            record_move(result.instance, result.moved_to, "collection")
+        if result.conflict:
+            record_conflict(result.instance, result.conflict)
+        if result.error:
+            # Failed as a whole (silent, stopped in the middle, ...): counted as failed
+            # even when some values came back; those are stored all the same.
             summary.devices_failed += 1
-            offline[result.instance] = clean_text(result.error)
-            continue
-        summary.devices_ok += 1
-        online.append(result.instance)
+            failed[result.instance] = (clean_text(result.error), result.reachable)
+        else:
+            summary.devices_ok += 1
+            online.append(result.instance)
         for value in result.values:
             point_id = points_by_key.get((result.instance, value.object_type, value.instance))
             if point_id is None:
                 continue
             if value.error:
+                # The client gives every unread point the device's error: not the point's.
+                if result.error and value.error == result.error:
+                    continue
                 summary.point_errors += 1
                 errors.append((point_id, clean_text(value.error)))
                 continue
@@ -220,13 +282,15 @@ def store_readings(
             _write_cycle_portable(values, errors, timestamp, now)
         summary.readings = len(values)
         if online:
-            answered = BACnetDevice.objects.filter(device_instance__in=online)
-            answered.update(last_seen=now)
-            # Only an offline reason is cleared: a duplicate-instance note stays.
-            answered.filter(is_online=False).update(is_online=True, last_error="")
-        for instance, reason in offline.items():
+            BACnetDevice.objects.filter(device_instance__in=online).update(
+                last_seen=now, is_online=True, in_fault=False, last_error=""
+            )
+        for instance, (reason, reachable) in failed.items():
+            # Answers Who-Is (or answered part of the cycle) but its reads fail: in
+            # fault, seen. Answers nothing at all: offline.
+            extra = {"last_seen": now} if reachable else {}
             BACnetDevice.objects.filter(device_instance=instance).update(
-                is_online=False, last_error=reason
+                is_online=reachable, in_fault=reachable, last_error=reason, **extra
             )
     return summary
 
