@@ -112,6 +112,22 @@ class SilentASAP(ApplicationServiceAccessPoint):
         await super().confirmation(pdu)
 
 
+class FadingASAP(ApplicationServiceAccessPoint):
+    """Answers normally, then nothing at all (not even Who-Is) once it has taken
+    ``limit`` confirmed requests: a device that dies in the middle of a read."""
+
+    limit = 0
+    _taken = 0
+
+    async def confirmation(self, pdu: PDU) -> None:
+        if self._taken >= self.limit:
+            return
+        data = pdu.pduData
+        if data and (data[0] >> 4) == 0:  # a confirmed request
+            self._taken += 1
+        await super().confirmation(pdu)
+
+
 class MalformedASAP(ApplicationServiceAccessPoint):
     """Answers confirmed requests with truncated acknowledgements or plain garbage."""
 

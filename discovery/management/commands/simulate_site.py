@@ -56,6 +56,22 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fd-ttl", type=int, default=d.fd_ttl, help="foreign-device TTL, seconds"
         )
+        parser.add_argument(
+            "--join-bbmd",
+            default="",
+            metavar="HOST:PORT",
+            help="register the devices with this running BBMD instead of starting one",
+        )
+        parser.add_argument(
+            "--silent-after",
+            type=int,
+            default=0,
+            metavar="N",
+            help="devices stop answering anything after N confirmed requests (0: never)",
+        )
+        parser.add_argument(
+            "--value-offset", type=float, default=0.0, help="added to every analog value"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         spec = SiteSpec(
@@ -73,6 +89,9 @@ class Command(BaseCommand):
             bbmd_instance=options["bbmd_instance"],
             name_pattern=options["name_pattern"],
             fd_ttl=options["fd_ttl"],
+            join_bbmd=options["join_bbmd"],
+            silent_after=options["silent_after"],
+            value_offset=options["value_offset"],
         )
         try:
             spec.validate()
