@@ -112,19 +112,26 @@ class SilentASAP(ApplicationServiceAccessPoint):
         await super().confirmation(pdu)
 
 
-class FadingASAP(ApplicationServiceAccessPoint):
-    """Answers normally, then nothing at all (not even Who-Is) once it has taken
-    ``limit`` confirmed requests: a device that dies in the middle of a read."""
+class FlakyASAP(ApplicationServiceAccessPoint):
+    """A device that is busy or dies: it ignores its first ``drop_who_is`` Who-Is, and
+    answers nothing at all (not even Who-Is) once it has taken ``silent_after``
+    confirmed requests (0: never), as one dying in the middle of a read."""
 
-    limit = 0
+    silent_after = 0
+    drop_who_is = 0
     _taken = 0
+    _who_is_seen = 0
 
     async def confirmation(self, pdu: PDU) -> None:
-        if self._taken >= self.limit:
+        if self.silent_after and self._taken >= self.silent_after:
             return
         data = pdu.pduData
         if data and (data[0] >> 4) == 0:  # a confirmed request
             self._taken += 1
+        elif len(data) > 1 and (data[0] >> 4) == 1 and data[1] == 8:  # Who-Is
+            self._who_is_seen += 1
+            if self._who_is_seen <= self.drop_who_is:
+                return
         await super().confirmation(pdu)
 
 

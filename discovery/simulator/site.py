@@ -108,10 +108,16 @@ def _asap_class_for(role: str) -> type:
     return apps.ApplicationServiceAccessPoint
 
 
-def build_device_app(dev: DeviceSpec, silent_after: int = 0) -> apps.SimApplication:
+def build_device_app(
+    dev: DeviceSpec, silent_after: int = 0, drop_who_is: int = 0
+) -> apps.SimApplication:
     asap = _asap_class_for(dev.role)
-    if silent_after and asap is apps.ApplicationServiceAccessPoint:
-        asap = type("FadingAfter", (apps.FadingASAP,), {"limit": silent_after})
+    if (silent_after or drop_who_is) and asap is apps.ApplicationServiceAccessPoint:
+        asap = type(
+            "Flaky",
+            (apps.FlakyASAP,),
+            {"silent_after": silent_after, "drop_who_is": drop_who_is},
+        )
     return apps.build_application(
         _app_class_for(dev.role), make_device_object(dev), dev.points, asap
     )
@@ -196,7 +202,7 @@ async def _start_loopback_devices(site: RunningSite, bbmd_target: IPv4Address) -
         if port:
             port += 1
         address = _loopback_address(spec.host, actual)
-        app = build_device_app(dev, spec.silent_after)
+        app = build_device_app(dev, spec.silent_after, spec.drop_who_is)
         link = apps.SocketForeignLink(address, sock)
         app.nsap.bind(link, address=address)
         app.links.append(link)

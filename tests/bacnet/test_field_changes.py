@@ -158,3 +158,14 @@ def test_it_never_mixes_two_devices_that_claim_one_instance(
     )
     assert analog.count() == 2 * 2  # two analog points, two good cycles
     assert not analog.filter(value__gte=TWIN_OFFSET / 2).exists()
+
+
+def test_it_finds_a_device_that_dropped_the_first_who_is(
+    network: SimulatedSite, client: BACnetClient
+) -> None:
+    site = join(network, 8301, 2, "--drop-who-is=1")
+    try:
+        found = client.discover(low=8301, high=8301)
+    finally:
+        site.stop()
+    assert [d.address for d in found.devices] == [site.devices[0]["address"]]

@@ -70,6 +70,13 @@ class Command(BaseCommand):
             help="devices stop answering anything after N confirmed requests (0: never)",
         )
         parser.add_argument(
+            "--drop-who-is",
+            type=int,
+            default=0,
+            metavar="N",
+            help="devices ignore their first N Who-Is (a busy device dropping a broadcast)",
+        )
+        parser.add_argument(
             "--value-offset", type=float, default=0.0, help="added to every analog value"
         )
 
@@ -91,6 +98,7 @@ class Command(BaseCommand):
             fd_ttl=options["fd_ttl"],
             join_bbmd=options["join_bbmd"],
             silent_after=options["silent_after"],
+            drop_who_is=options["drop_who_is"],
             value_offset=options["value_offset"],
         )
         try:
