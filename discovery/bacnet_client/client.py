@@ -16,11 +16,17 @@ import logging
 import math
 import queue
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from discovery.bacnet_client.convert import safe_text
+from discovery.bacnet_client.deadline import (
+    ENUMERATE_S_PER_OBJECT,
+    READ_S_PER_POINT,
+    DeviceDeadline,
+    device_deadline,
+)
 from discovery.bacnet_client.device import _DeviceWork
 from discovery.bacnet_client.runtime import ClientRuntime, _IAmSeen
 from discovery.bacnet_types import (
@@ -169,9 +175,8 @@ class BACnetClient(ClientRuntime):
         """Name, vendor, model, ... of a device (RPM, or RP when the device rejects RPM)."""
 
         async def work() -> DeviceProperties:
-            return await self._within_device_deadline(
-                _DeviceWork(self._session(instance, address)).device_properties(), instance
-            )
+            async with device_deadline(self.config, instance):
+                return await _DeviceWork(self._session(instance, address)).device_properties()
 
         return self._run(work, self.config.device_deadline_s + 10)
 
@@ -181,29 +186,17 @@ class BACnetClient(ClientRuntime):
         """The device's point objects with name, description, units and state texts."""
 
         async def work() -> list[PointInfo]:
-            async def inner() -> list[PointInfo]:
+            async with device_deadline(self.config, instance) as deadline:
                 job = _DeviceWork(self._session(instance, address))
                 props = properties
                 if props is None:
                     props = await job.device_properties()
                 job.supports_rpm = props.supports_rpm
                 objects = await job.object_list(props)
+                deadline.grow(len(objects), ENUMERATE_S_PER_OBJECT, "objects")
                 return await job.points(objects, props)
 
-            return await self._within_device_deadline(inner(), instance)
-
-        return self._run(work, self.config.device_deadline_s + 10)
-
-    async def _within_device_deadline(self, coro: Awaitable[Any], instance: int) -> Any:
-        deadline = self.config.device_deadline_s
-        try:
-            return await asyncio.wait_for(coro, deadline)
-        except TimeoutError:
-            raise BACnetTimeout(
-                f"device {instance}: not finished within its {deadline:g} s deadline",
-                device=instance,
-                reason="device deadline",
-            ) from None
+        return self._run(work, DeviceDeadline.most(self.config) + 10)
 
     def enumerate_devices(
         self,
@@ -242,7 +235,7 @@ class BACnetClient(ClientRuntime):
     ) -> list[Any]:
         """Hand results to ``on_item`` in the caller's thread as the loop produces them."""
         rounds = math.ceil(count / max(1, self.config.read_concurrency))
-        limit = time.monotonic() + rounds * (self.config.device_deadline_s + 5) + 10
+        limit = time.monotonic() + rounds * (DeviceDeadline.most(self.config) + 5) + 10
         collected: dict[int, Any] = {}
         try:
             while len(collected) < count:
@@ -276,7 +269,7 @@ class BACnetClient(ClientRuntime):
         try:
             job = _DeviceWork(self._session(device.instance, device.address))
 
-            async def inner() -> None:
+            async with device_deadline(self.config, device.instance) as deadline:
                 props = await job.device_properties()
                 if props.max_apdu is None:
                     props.max_apdu = device.max_apdu
@@ -284,10 +277,9 @@ class BACnetClient(ClientRuntime):
                     props.segmentation = device.segmentation
                 outcome.properties = props
                 objects = await job.object_list(props)
+                deadline.grow(len(objects), ENUMERATE_S_PER_OBJECT, "objects")
                 outcome.points = await job.points(objects, props)
                 props.supports_rpm = job.supports_rpm
-
-            await self._within_device_deadline(inner(), device.instance)
         except BACnetError as exc:
             outcome.error = str(exc)
         except Exception as exc:  # a bug or an undecodable answer: this device only
@@ -325,7 +317,10 @@ class BACnetClient(ClientRuntime):
         started = time.monotonic()
         result = DeviceReadResult(instance=target.instance, supports_rpm=target.supports_rpm)
         try:
-            await self._within_device_deadline(self._read_or_find(target, result), target.instance)
+            async with device_deadline(
+                self.config, target.instance, len(target.points), READ_S_PER_POINT, "points"
+            ):
+                await self._read_or_find(target, result)
         except BACnetError as exc:
             result.error = str(exc)
         except Exception as exc:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from django.db.models import F
 from django.utils import timezone
 
 from discovery.bacnet_types import DeviceTarget, PointRef
@@ -30,7 +31,11 @@ def collection_plan(
     points = BACnetPoint.objects.filter(polling_enabled=True, missing_since__isnull=True)
     if device_instances:
         points = points.filter(device__device_instance__in=device_instances)
-    rows = points.order_by("device_id", "object_type", "object_instance").values_list(
+    # Each device's stalest points first: a device that cannot be read completely within
+    # its deadline gets the points it missed first next cycle, so no tail is starved.
+    rows = points.order_by(
+        "device_id", F("last_read_at").asc(nulls_first=True), "object_type", "object_instance"
+    ).values_list(
         "id",
         "object_type",
         "object_instance",

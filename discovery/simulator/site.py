@@ -108,16 +108,15 @@ def _asap_class_for(role: str) -> type:
     return apps.ApplicationServiceAccessPoint
 
 
-def build_device_app(
-    dev: DeviceSpec, silent_after: int = 0, drop_who_is: int = 0
-) -> apps.SimApplication:
+def build_device_app(dev: DeviceSpec, spec: SiteSpec | None = None) -> apps.SimApplication:
     asap = _asap_class_for(dev.role)
-    if (silent_after or drop_who_is) and asap is apps.ApplicationServiceAccessPoint:
-        asap = type(
-            "Flaky",
-            (apps.FlakyASAP,),
-            {"silent_after": silent_after, "drop_who_is": drop_who_is},
-        )
+    flaky = {
+        "silent_after": spec.silent_after if spec else 0,
+        "drop_who_is": spec.drop_who_is if spec else 0,
+        "answer_delay_s": spec.answer_delay_s if spec else 0.0,
+    }
+    if any(flaky.values()) and asap is apps.ApplicationServiceAccessPoint:
+        asap = type("Flaky", (apps.FlakyASAP,), flaky)
     return apps.build_application(
         _app_class_for(dev.role), make_device_object(dev), dev.points, asap
     )
@@ -202,7 +201,7 @@ async def _start_loopback_devices(site: RunningSite, bbmd_target: IPv4Address) -
         if port:
             port += 1
         address = _loopback_address(spec.host, actual)
-        app = build_device_app(dev, spec.silent_after, spec.drop_who_is)
+        app = build_device_app(dev, spec)
         link = apps.SocketForeignLink(address, sock)
         app.nsap.bind(link, address=address)
         app.links.append(link)

@@ -72,6 +72,8 @@ class SiteSpec:
     silent_after: int = 0
     # Every device ignores its first N Who-Is (a busy device dropping a broadcast).
     drop_who_is: int = 0
+    # Every device answers each confirmed request this many seconds late (a slow one).
+    answer_delay_s: float = 0.0
     # Added to every analog value: tells two sites' devices apart in readings.
     value_offset: float = 0.0
 
@@ -92,8 +94,8 @@ class SiteSpec:
                 f"BBMD instance {self.bbmd_instance} falls among the device instances "
                 f"{self.first_instance}..{last}"
             )
-        if self.silent_after < 0 or self.drop_who_is < 0:
-            raise ValueError("--silent-after and --drop-who-is must not be negative")
+        if self.silent_after < 0 or self.drop_who_is < 0 or self.answer_delay_s < 0:
+            raise ValueError("--silent-after, --drop-who-is, --answer-delay: not negative")
         if self.join_bbmd and (self.mode != LOOPBACK or ":" not in self.join_bbmd):
             raise ValueError("--join-bbmd wants host:port, in loopback mode")
         if self.fd_ttl < 1:

@@ -169,3 +169,35 @@ def test_it_finds_a_device_that_dropped_the_first_who_is(
     finally:
         site.stop()
     assert [d.address for d in found.devices] == [site.devices[0]["address"]]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_it_reads_the_points_a_slow_device_missed_first_in_the_next_cycle(
+    network: SimulatedSite,
+) -> None:
+    """GIVEN a device so slow that a cycle ends (its deadline) after half its points
+    WHEN two cycles run THEN the second reads the other half first: every point has
+    a reading, none is starved."""
+    site = join(network, 8401, 200, "--answer-delay=2.0")
+    patient = fast_config(apdu_timeout_ms=int(scaled(1000)), device_deadline_s=scaled(30))
+    try:
+        with BACnetClient(patient) as bacnet:
+            discover_and_store(bacnet, targets=[site.devices[0]["address"]])
+        # 0.5 s + 200 points x 10 ms: the first batch of 100 (2 s), not the second.
+        hurried = fast_config(apdu_timeout_ms=int(scaled(1000)), device_deadline_s=0.5)
+        with BACnetClient(hurried) as bacnet:
+            cycles = [
+                collect_and_store(bacnet, cycle_at=timezone.now().replace(microsecond=k))
+                for k in range(2)
+            ]
+    finally:
+        site.stop()
+    device = BACnetDevice.objects.get(device_instance=8401)
+    assert device.points.count() == 200
+    assert all(
+        c["devices_failed"] == 1 and "BACNET_DEVICE_DEADLINE_S" in c["device_errors"]["8401"]
+        for c in cycles
+    )
+    assert all(0 < c["readings"] < 200 for c in cycles), cycles
+    assert not device.points.filter(readings__isnull=True).exists()

@@ -77,6 +77,13 @@ class Command(BaseCommand):
             help="devices ignore their first N Who-Is (a busy device dropping a broadcast)",
         )
         parser.add_argument(
+            "--answer-delay",
+            type=float,
+            default=0.0,
+            metavar="S",
+            help="devices answer each confirmed request S seconds late",
+        )
+        parser.add_argument(
             "--value-offset", type=float, default=0.0, help="added to every analog value"
         )
 
@@ -99,6 +106,7 @@ class Command(BaseCommand):
             join_bbmd=options["join_bbmd"],
             silent_after=options["silent_after"],
             drop_who_is=options["drop_who_is"],
+            answer_delay_s=options["answer_delay"],
             value_offset=options["value_offset"],
         )
         try:
