@@ -115,8 +115,9 @@ class SilentASAP(ApplicationServiceAccessPoint):
 
 class FlakyASAP(ApplicationServiceAccessPoint):
     """A device that is slow, busy or dies: it answers each confirmed request after
-    ``answer_delay_s``, ignores its first ``drop_who_is`` Who-Is, and answers nothing at all (not even Who-Is) once it has taken ``silent_after``
-    confirmed requests (0: never), as one dying in the middle of a read."""
+    ``answer_delay_s``, ignores its first ``drop_who_is`` Who-Is, and answers nothing at
+    all (not even Who-Is) once it has taken ``silent_after`` confirmed requests (0:
+    never), as one dying in the middle of a read."""
 
     silent_after = 0
     drop_who_is = 0
