@@ -202,13 +202,18 @@ class BACnetClient(ClientRuntime):
         self,
         devices: Sequence[DiscoveredDevice],
         on_device: Callable[[DeviceEnumeration], None] | None = None,
+        known: dict[int, frozenset[tuple[str, int]]] | None = None,
     ) -> list[DeviceEnumeration]:
         """Properties, object list and point texts of many devices at once.
 
-        At most ``read_concurrency`` devices are worked on together, each within
-        ``device_deadline_s``; a device that fails gets ``error`` set (with whatever was
-        read before) and never delays the others. ``on_device`` is called in this (the
-        caller's) thread as each device finishes. Results come back in ``devices`` order."""
+        At most ``read_concurrency`` devices are worked on together, each within its
+        device deadline; a device that fails gets ``error`` set, with whatever was read
+        before (properties, the points whose texts were read), and never delays the
+        others. ``known`` (instance -> objects already stored) puts new objects first,
+        so an enumeration cut short still adds points and the next attempt goes on.
+        ``on_device`` is called in this (the caller's) thread as each device finishes.
+        Results come back in ``devices`` order."""
+        known = known or {}
         devices = list(devices)
         if not devices:
             return []
@@ -219,7 +224,8 @@ class BACnetClient(ClientRuntime):
 
             async def one(index: int, device: DiscoveredDevice) -> None:
                 async with limit:
-                    results.put((index, await self._enumerate_one(device)))
+                    result = await self._enumerate_one(device, known.get(device.instance))
+                    results.put((index, result))
 
             await asyncio.gather(*(one(i, d) for i, d in enumerate(devices)))
 
@@ -263,9 +269,12 @@ class BACnetClient(ClientRuntime):
             raise BACnetError("BACnet operation ended without all its results")
         return [collected[i] for i in range(count)]
 
-    async def _enumerate_one(self, device: DiscoveredDevice) -> DeviceEnumeration:
+    async def _enumerate_one(
+        self, device: DiscoveredDevice, known: frozenset[tuple[str, int]] | None = None
+    ) -> DeviceEnumeration:
         started = time.monotonic()
         outcome = DeviceEnumeration(device=device)
+        job: _DeviceWork | None = None
         try:
             job = _DeviceWork(self._session(device.instance, device.address))
 
@@ -278,13 +287,15 @@ class BACnetClient(ClientRuntime):
                 outcome.properties = props
                 objects = await job.object_list(props)
                 deadline.grow(len(objects), ENUMERATE_S_PER_OBJECT, "objects")
-                outcome.points = await job.points(objects, props)
+                outcome.points = await job.points(objects, props, known or frozenset())
                 props.supports_rpm = job.supports_rpm
         except BACnetError as exc:
             outcome.error = str(exc)
         except Exception as exc:  # a bug or an undecodable answer: this device only
             log.exception("enumerating device %s failed", device.instance)
             outcome.error = f"device {device.instance}: {type(exc).__name__}: {safe_text(exc)}"
+        if outcome.error and not outcome.points and job is not None:
+            outcome.points = job.partial_points()  # not all-or-nothing: keep what was read
         outcome.elapsed_s = time.monotonic() - started
         return outcome
 

@@ -256,10 +256,17 @@ class _DeviceWork:
         return props
 
     async def points(
-        self, objects: Iterable[tuple[str, int]], props: DeviceProperties
+        self,
+        objects: Iterable[tuple[str, int]],
+        props: DeviceProperties,
+        known: frozenset[tuple[str, int]] = frozenset(),
     ) -> list[PointInfo]:
+        """Texts of the point objects, those not ``known`` yet first: an enumeration cut
+        short (``partial_points()``) still adds new points, and the next one goes on."""
         wanted = [(t, i) for t, i in objects if t in POINT_OBJECT_TYPES]
+        wanted.sort(key=lambda obj: obj in known)  # stable: device order otherwise
         raw: dict[tuple[str, int], dict[str, Any]] = {obj: {} for obj in wanted}
+        self._texts = raw
         if self.supports_rpm:
             size = batch_size(
                 _OBJECT_TEXT_BYTES, props.max_apdu, props.segmentation, _TEXT_BATCH_CAP
@@ -271,6 +278,11 @@ class _DeviceWork:
         if pending:
             await _all(self._texts_one_by_one(obj, raw) for obj in pending)
         return [self._point_from(obj, raw[obj]) for obj in wanted]
+
+    def partial_points(self) -> list[PointInfo]:
+        """The points whose texts were read before the enumeration stopped."""
+        texts = getattr(self, "_texts", {})
+        return [self._point_from(obj, raw) for obj, raw in texts.items() if raw]
 
     async def _texts_batch(
         self, batch: list[tuple[str, int]], raw: dict[tuple[str, int], dict[str, Any]]

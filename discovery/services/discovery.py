@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from discovery.bacnet_types import DeviceEnumeration, DiscoveredDevice, DiscoveryResult
-from discovery.models import BACnetDevice
+from discovery.models import BACnetDevice, BACnetPoint
 from discovery.services.storage import (
     mark_unseen_offline,
     record_conflict,
@@ -44,7 +44,11 @@ class _Store:
         if enumeration.error:
             self.failed[enumeration.device.instance] = enumeration.error[:500]
         if enumeration.points:
-            created_points, total = upsert_points(device, enumeration.points)
+            # An enumeration that failed part way stores the points it read; the next
+            # attempt reads the objects not stored yet first.
+            created_points, total = upsert_points(
+                device, enumeration.points, complete=not enumeration.error
+            )
             self.points_new += created_points
             self.points_total += total
         self.done += 1
@@ -68,7 +72,7 @@ def discover_and_store(
     progress(f"{len(found.devices)} devices answered; reading their properties and objects")
     bound, conflicts = bindings(found)
     store = _Store(len(bound), progress)
-    client.enumerate_devices(bound, on_device=store)
+    client.enumerate_devices(bound, on_device=store, known=known_objects(bound))
     for instance, addresses in conflicts.items():
         record_conflict(instance, addresses)
     went_offline = 0
@@ -94,6 +98,17 @@ def discover_and_store(
         "discovery_s": round(found.elapsed_s, 3),
         "duration_s": round(time.monotonic() - started, 3),
     }
+
+
+def known_objects(devices: Sequence[DiscoveredDevice]) -> dict[int, frozenset[tuple[str, int]]]:
+    """The objects already stored per device instance."""
+    rows = BACnetPoint.objects.filter(
+        device__device_instance__in=[d.instance for d in devices]
+    ).values_list("device__device_instance", "object_type", "object_instance")
+    known: dict[int, set[tuple[str, int]]] = {}
+    for instance, object_type, object_instance in rows:
+        known.setdefault(instance, set()).add((object_type, object_instance))
+    return {instance: frozenset(objects) for instance, objects in known.items()}
 
 
 def bindings(found: DiscoveryResult) -> tuple[list[DiscoveredDevice], dict[int, list[str]]]:
@@ -165,7 +180,7 @@ def enumerate_and_store(
         segmentation=device.segmentation or None,
     )
     store = _Store(1, progress)
-    client.enumerate_devices([found], on_device=store)
+    client.enumerate_devices([found], on_device=store, known=known_objects([found]))
     if store.failed:
         raise EnumerationFailed(store.failed[device.device_instance])
     return {

@@ -115,11 +115,14 @@ def upsert_device(enumeration: DeviceEnumeration, seen_at: datetime) -> tuple[BA
     return device, created
 
 
-def upsert_points(device: BACnetDevice, points: Sequence[PointInfo]) -> tuple[int, int]:
+def upsert_points(
+    device: BACnetDevice, points: Sequence[PointInfo], complete: bool = True
+) -> tuple[int, int]:
     """Insert new points and refresh names, units and texts of known ones, in bulk.
 
-    Returns (created, total). Points the device no longer lists are kept (their history
-    matters) and marked missing, so they are not polled until they come back."""
+    Returns (created, total). When ``points`` is the device's complete list, points it no
+    longer lists are kept (their history matters) and marked missing, so they are not
+    polled until they come back; a partial list (an enumeration cut short) marks none."""
     existing = set(device.points.values_list("object_type", "object_instance"))
     rows = [
         BACnetPoint(
@@ -143,7 +146,7 @@ def upsert_points(device: BACnetDevice, points: Sequence[PointInfo]) -> tuple[in
             unique_fields=["device", "object_type", "object_instance"],
             update_fields=["name", "description", "units", "state_texts", "missing_since"],
         )
-        gone = existing - listed
+        gone = existing - listed if complete else set()
         if rows and gone:
             missing = Q()
             for object_type, instance in gone:

@@ -201,3 +201,31 @@ def test_it_reads_the_points_a_slow_device_missed_first_in_the_next_cycle(
     )
     assert all(0 < c["readings"] < 200 for c in cycles), cycles
     assert not device.points.filter(readings__isnull=True).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_it_keeps_what_an_enumeration_cut_short_read_and_goes_on_next_time(
+    network: SimulatedSite,
+) -> None:
+    """GIVEN a slow device whose enumeration cannot finish within its deadline WHEN it is
+    enumerated twice THEN each attempt stores the points it read (new ones first), and
+    none is marked missing for not having been read."""
+    site = join(network, 8501, 200, "--answer-delay=2.0")
+    # Properties and object list take 4 s, then point texts 2 s per request of 40
+    # objects, 2 in flight: 10 s in all, against a deadline of 5 s + 200 objects x 20 ms.
+    hurried = fast_config(apdu_timeout_ms=int(scaled(1000)), device_deadline_s=5.0)
+    try:
+        with BACnetClient(hurried) as bacnet:
+            address = site.devices[0]["address"]
+            first = discover_and_store(bacnet, targets=[address])
+            stored_first = BACnetDevice.objects.get(device_instance=8501).points.count()
+            second = discover_and_store(bacnet, targets=[address])
+    finally:
+        site.stop()
+    device = BACnetDevice.objects.get(device_instance=8501)
+    for summary in (first, second):
+        assert "BACNET_DEVICE_DEADLINE_S" in summary["devices_failed"][8501], summary
+    assert 0 < stored_first < device.points.count()
+    assert not device.points.exclude(missing_since=None).exists()
+    assert device.state == "fault"
