@@ -378,6 +378,22 @@ class BACnetClient(ClientRuntime):
             )
         (where,) = found
         if where.address == target.address:
+            if job.supports_rpm and not job.s.answered:
+                # It answers Who-Is: perhaps only ReadPropertyMultiple goes unanswered.
+                # Read it with ReadProperty (one request decides: see read_values).
+                job = _DeviceWork(self._session(target.instance, target.address), False)
+                result.values = []
+                try:
+                    await job.read_values(target, result)
+                except BACnetTimeout:
+                    raise failure from None
+                result.supports_rpm = False
+                log.info(
+                    "BACnet device %s: ReadPropertyMultiple timed out, ReadProperty "
+                    "answers: read with ReadProperty",
+                    target.instance,
+                )
+                return
             raise failure  # it answers Who-Is but not reads: in fault (reachable)
         log.info(
             "BACnet device %s moved from %s to %s", target.instance, target.address, where.address

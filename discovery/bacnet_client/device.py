@@ -108,6 +108,7 @@ class _DeviceWork:
         self.s = session
         self.bp = session.bp
         self.supports_rpm = supports_rpm
+        self.rpm_timed_out: BACnetTimeout | None = None
 
     async def _pipelined(
         self, batches: list[list[Any]], run: Callable[[list[Any]], Awaitable[None]]
@@ -130,8 +131,13 @@ class _DeviceWork:
                 answer = await self.s.read_multiple([("device", self.s.instance, props)])
                 for prop in props:
                     raw[prop] = answer.get(("device", self.s.instance, prop, None))
-            except BACnetTimeout:
-                raise
+            except BACnetTimeout as exc:
+                if self.s.answered:
+                    raise
+                # Silent to ReadPropertyMultiple: maybe to everything (then it fails on
+                # its name below, one request more), maybe only to RPM: then ReadProperty.
+                self.supports_rpm = False
+                self.rpm_timed_out = exc
             except BACnetError as exc:
                 if _is_service_unsupported(exc):
                     self.supports_rpm = False

@@ -114,6 +114,7 @@ def build_device_app(dev: DeviceSpec, spec: SiteSpec | None = None) -> apps.SimA
         "silent_after": spec.silent_after if spec else 0,
         "drop_who_is": spec.drop_who_is if spec else 0,
         "answer_delay_s": spec.answer_delay_s if spec else 0.0,
+        "ignore_rpm": spec.ignore_rpm if spec else False,
     }
     if any(flaky.values()) and asap is apps.ApplicationServiceAccessPoint:
         asap = type("Flaky", (apps.FlakyASAP,), flaky)

@@ -74,6 +74,8 @@ class SiteSpec:
     drop_who_is: int = 0
     # Every device answers each confirmed request this many seconds late (a slow one).
     answer_delay_s: float = 0.0
+    # Every device lets ReadPropertyMultiple time out (ReadProperty is answered).
+    ignore_rpm: bool = False
     # Added to every analog value: tells two sites' devices apart in readings.
     value_offset: float = 0.0
 

@@ -229,3 +229,19 @@ def test_it_keeps_what_an_enumeration_cut_short_read_and_goes_on_next_time(
     assert 0 < stored_first < device.points.count()
     assert not device.points.exclude(missing_since=None).exists()
     assert device.state == "fault"
+
+
+def test_it_falls_back_to_read_property_when_read_property_multiple_times_out(
+    network: SimulatedSite, client: BACnetClient
+) -> None:
+    site = join(network, 8601, 6, "--ignore-rpm")
+    try:
+        found = client.discover(low=8601, high=8601).devices
+        (enumerated,) = client.enumerate_devices(found)
+        (read,) = client.read_points([target_of(site.devices[0])])
+    finally:
+        site.stop()
+    assert enumerated.error == "" and len(enumerated.points) == 6
+    assert enumerated.properties is not None and not enumerated.properties.supports_rpm
+    assert read.error == "" and not read.supports_rpm
+    assert [v.error for v in read.values] == [""] * 6

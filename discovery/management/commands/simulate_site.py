@@ -84,6 +84,11 @@ class Command(BaseCommand):
             help="devices answer each confirmed request S seconds late",
         )
         parser.add_argument(
+            "--ignore-rpm",
+            action="store_true",
+            help="devices never answer ReadPropertyMultiple (it times out); ReadProperty works",
+        )
+        parser.add_argument(
             "--value-offset", type=float, default=0.0, help="added to every analog value"
         )
 
@@ -107,6 +112,7 @@ class Command(BaseCommand):
             silent_after=options["silent_after"],
             drop_who_is=options["drop_who_is"],
             answer_delay_s=options["answer_delay"],
+            ignore_rpm=options["ignore_rpm"],
             value_offset=options["value_offset"],
         )
         try:
