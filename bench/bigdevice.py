@@ -67,7 +67,7 @@ def run(options: Options) -> PartResult:
 
         def rpm() -> int:
             return run_on_loop(
-                client, bare.rpm_values(client._app, [(address, objects_list)], RPM_BATCH, 1)
+                client, bare.rpm_values(client.application, [(address, objects_list)], RPM_BATCH, 1)
             )
 
         enum = interleave(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import math
 import queue
@@ -27,8 +26,9 @@ from discovery.bacnet_client.deadline import (
     DeviceDeadline,
     device_deadline,
 )
-from discovery.bacnet_client.device import _DeviceWork
-from discovery.bacnet_client.runtime import ClientRuntime, _IAmSeen
+from discovery.bacnet_client.device import DeviceWork
+from discovery.bacnet_client.runtime import ClientRuntime
+from discovery.bacnet_client.whois import who_is
 from discovery.bacnet_types import (
     BACnetError,
     BACnetTimeout,
@@ -84,90 +84,7 @@ class BACnetClient(ClientRuntime):
     async def _adiscover(
         self, low: int | None, high: int | None, targets: list[str], max_s: float
     ) -> DiscoveryResult:
-        bp = self._bp
-        started = time.monotonic()
-        seen: list[_IAmSeen] = []
-        arrived = asyncio.Event()
-        own = self.local_address
-
-        def listener(iam: _IAmSeen) -> None:
-            if iam.address == own:
-                return
-            if low is not None and not (low <= iam.instance <= high):  # type: ignore[operator]
-                return
-            seen.append(iam)
-            arrived.set()
-
-        destinations: list[Any] = []
-        for target in targets:
-            try:
-                destinations.append(bp.Address(target))
-            except Exception as exc:
-                raise BACnetError(f"bad Who-Is target address {target!r}: {exc}") from None
-        if not destinations:
-            destinations.append(bp.GlobalBroadcast())
-        wanted = {str(d) for d in destinations} if targets else set()
-
-        def send_who_is() -> None:
-            for destination in destinations:
-                request = bp.WhoIsRequest(destination=destination)
-                if low is not None:
-                    request.deviceInstanceRangeLowLimit = low
-                    request.deviceInstanceRangeHighLimit = high
-                self._app.request(request)
-
-        self._iam_listeners.append(listener)
-        try:
-            send_who_is()
-            sent = time.monotonic()
-            # A busy device can drop one broadcast: the Who-Is goes out again halfway
-            # through the first quiet window (answers to both count once per address).
-            resend_at: float | None = sent + self.config.discovery_quiet_s / 2
-            while True:
-                now = time.monotonic()
-                if resend_at is not None and now >= resend_at:
-                    send_who_is()
-                    resend_at = None
-                last = seen[-1].at if seen else sent
-                quiet_left = last + self.config.discovery_quiet_s - now
-                max_left = started + max_s - now
-                if wanted and wanted <= {s.address for s in seen}:
-                    break
-                # A target asked by address is waited for up to the discovery limit: one
-                # that answers late is slow, not absent. The quiet window ends the rest.
-                if (quiet_left <= 0 and not wanted) or max_left <= 0:
-                    break
-                arrived.clear()
-                wait_s = max_left if wanted else min(quiet_left, max_left)
-                if resend_at is not None:
-                    wait_s = min(wait_s, max(resend_at - now, 0.0))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(arrived.wait(), wait_s)
-        finally:
-            self._iam_listeners.remove(listener)
-
-        answers: dict[int, dict[str, DiscoveredDevice]] = {}
-        for iam in seen:
-            answers.setdefault(iam.instance, {}).setdefault(
-                iam.address,
-                DiscoveredDevice(
-                    instance=iam.instance,
-                    address=iam.address,
-                    network_number=iam.network_number,
-                    vendor_id=iam.vendor_id,
-                    max_apdu=iam.max_apdu,
-                    segmentation=iam.segmentation,
-                ),
-            )
-        duplicates = {i: list(a) for i, a in answers.items() if len(a) > 1}
-        for instance, where in duplicates.items():
-            log.warning("BACnet device instance %s answered from %s", instance, ", ".join(where))
-        return DiscoveryResult(
-            devices=[next(iter(answers[i].values())) for i in sorted(answers)],
-            duplicates=duplicates,
-            elapsed_s=time.monotonic() - started,
-            answers={i: list(answers[i].values()) for i in duplicates},
-        )
+        return await who_is(self, low, high, targets, max_s)
 
     # -- enumeration ---------------------------------------------------------------------
 
@@ -176,7 +93,7 @@ class BACnetClient(ClientRuntime):
 
         async def work() -> DeviceProperties:
             async with device_deadline(self.config, instance):
-                return await _DeviceWork(self._session(instance, address)).device_properties()
+                return await DeviceWork(self._session(instance, address)).device_properties()
 
         return self._run(work, self.config.device_deadline_s + 10)
 
@@ -187,7 +104,7 @@ class BACnetClient(ClientRuntime):
 
         async def work() -> list[PointInfo]:
             async with device_deadline(self.config, instance) as deadline:
-                job = _DeviceWork(self._session(instance, address))
+                job = DeviceWork(self._session(instance, address))
                 props = properties
                 if props is None:
                     props = await job.device_properties()
@@ -224,7 +141,7 @@ class BACnetClient(ClientRuntime):
 
             async def one(index: int, device: DiscoveredDevice) -> None:
                 async with limit:
-                    result = await self._enumerate_one(device, known.get(device.instance))
+                    result = await self.enumerate_one(device, known.get(device.instance))
                     results.put((index, result))
 
             await asyncio.gather(*(one(i, d) for i, d in enumerate(devices)))
@@ -269,14 +186,15 @@ class BACnetClient(ClientRuntime):
             raise BACnetError("BACnet operation ended without all its results")
         return [collected[i] for i in range(count)]
 
-    async def _enumerate_one(
+    async def enumerate_one(
         self, device: DiscoveredDevice, known: frozenset[tuple[str, int]] | None = None
     ) -> DeviceEnumeration:
+        """One device's enumeration, on the loop thread (``enumerate_devices`` runs many)."""
         started = time.monotonic()
         outcome = DeviceEnumeration(device=device)
-        job: _DeviceWork | None = None
+        job: DeviceWork | None = None
         try:
-            job = _DeviceWork(self._session(device.instance, device.address))
+            job = DeviceWork(self._session(device.instance, device.address))
 
             async with device_deadline(self.config, device.instance) as deadline:
                 props = await job.device_properties()
@@ -351,7 +269,7 @@ class BACnetClient(ClientRuntime):
         """Read the device at its address; when it times out there, look for its
         instance (Who-Is low = high = instance: it may have a new address) and read it
         where it answers, in this same cycle. Healthy devices cost nothing more."""
-        job = _DeviceWork(self._session(target.instance, target.address), target.supports_rpm)
+        job = DeviceWork(self._session(target.instance, target.address), target.supports_rpm)
         try:
             await job.read_values(target, result)
             result.supports_rpm = job.supports_rpm
@@ -381,7 +299,7 @@ class BACnetClient(ClientRuntime):
             if job.supports_rpm and not job.s.answered:
                 # It answers Who-Is: perhaps only ReadPropertyMultiple goes unanswered.
                 # Read it with ReadProperty (one request decides: see read_values).
-                job = _DeviceWork(self._session(target.instance, target.address), False)
+                job = DeviceWork(self._session(target.instance, target.address), False)
                 result.values = []
                 try:
                     await job.read_values(target, result)
@@ -406,7 +324,7 @@ class BACnetClient(ClientRuntime):
             max_apdu=where.max_apdu or target.max_apdu,
             segmentation=where.segmentation or target.segmentation,
         )
-        job = _DeviceWork(self._session(moved.instance, moved.address), moved.supports_rpm)
+        job = DeviceWork(self._session(moved.instance, moved.address), moved.supports_rpm)
         await job.read_values(moved, result)
         result.supports_rpm = job.supports_rpm
 
@@ -420,7 +338,7 @@ class BACnetClient(ClientRuntime):
         """Present value and status flags of one point (ReadProperty)."""
 
         async def work() -> PointValue:
-            job = _DeviceWork(self._session(instance, address), supports_rpm=False)
+            job = DeviceWork(self._session(instance, address), supports_rpm=False)
             return await job._value_one(ref)
 
         return self._run(work, self.config.request_timeout_s * 2 + 10)

@@ -248,7 +248,7 @@ def resolve_interface(config: ClientConfig) -> InterfaceSpec:
     return InterfaceSpec(spec.ip, prefix, port)
 
 
-def _check_bindable(ip: str, port: int) -> None:
+def check_bindable(ip: str, port: int) -> None:
     """Fail clearly before bacpypes3 gets the address: it retries a failing bind forever."""
     if not is_host_address(ip):
         raise BACnetConfigError(

@@ -1,10 +1,10 @@
-"""Requests to one device: ``_Session`` puts a deadline on every network await, converts
+"""Requests to one device: ``Session`` puts a deadline on every network await, converts
 whatever bacpypes3 raises into ``BACnetError`` / ``BACnetTimeout``, and notices when a
 device that was answering stops.
 
 bacpypes3's ErrorPDU, RejectPDU and AbortPDU derive from BaseException and would kill a
 Celery worker; a garbage or truncated answer would leave a request waiting forever. Every
-request of ``device._DeviceWork`` goes through ``_Session.call()`` for both reasons.
+request of ``device.DeviceWork`` goes through ``Session.call()`` for both reasons.
 
 A device that dies in the middle of a read would otherwise cost a full request deadline
 per remaining batch. After a timeout the session asks one cheap question (the device's
@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from discovery.bacnet_client.convert import _enum_text, _nack_reason, safe_text
+from discovery.bacnet_client.convert import enum_text, nack_reason, safe_text
 from discovery.bacnet_types import BACnetError, BACnetTimeout
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class DeviceGone(BACnetTimeout):
     """A device that had answered stopped answering (its probe went unanswered too)."""
 
 
-async def _all(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
+async def gather_all(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
     """asyncio.gather that cancels the others when one fails: no request outlives its device."""
     tasks = [asyncio.ensure_future(a) for a in awaitables]
     try:
@@ -85,12 +85,12 @@ async def _all(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
         raise
 
 
-class _Session:
+class Session:
     """Requests to one device, each with its own deadline, errors converted."""
 
     def __init__(self, client: ClientRuntime, instance: int, address: str) -> None:
         self.client = client
-        self.bp = client._bp
+        self.bp = client.bp
         self.instance = instance
         self.address_text = address
         self.address = self.bp.Address(address)
@@ -142,7 +142,7 @@ class _Session:
         except BACnetError:
             raise
         except self.bp.ErrorRejectAbortNack as exc:
-            reason = _nack_reason(self.bp, exc)
+            reason = nack_reason(self.bp, exc)
             if reason == "abort: no-response":
                 # The stack's own abort once every retry went unanswered.
                 timeout = BACnetTimeout(
@@ -216,7 +216,7 @@ class _Session:
     async def _probe_request(self) -> bool:
         try:
             await self.call(
-                self.client._app.read_property(
+                self.client.application.read_property(
                     self.address,
                     self.object_id("device", self.instance),
                     self.bp.PropertyIdentifier("object-name"),
@@ -239,7 +239,7 @@ class _Session:
         what = f"read-property {object_type},{instance} {prop}" + (
             f"[{index}]" if index is not None else ""
         )
-        app = self.client._app
+        app = self.client.application
         async with self.in_flight:
             if self.gone is not None:
                 raise self.gone
@@ -283,7 +283,7 @@ class _Session:
             if self.gone is not None:
                 raise self.gone
             answer = await self.call(
-                self.client._app.read_property_multiple(self.address, parameters), what
+                self.client.application.read_property_multiple(self.address, parameters), what
             )
         if not isinstance(answer, list):
             raise BACnetError(
@@ -293,7 +293,7 @@ class _Session:
             )
         results = {}
         for objid, prop_id, index, value in answer:
-            key = (_enum_text(objid[0]), int(objid[1]), _enum_text(prop_id), index)
+            key = (enum_text(objid[0]), int(objid[1]), enum_text(prop_id), index)
             results[key] = value
         return results
 
