@@ -54,3 +54,16 @@ def test_it_gives_state_conflict_and_address_history_in_the_api(logged_in, devic
     assert [rows[i]["state"] for i in (11, 12, 13)] == ["online", "fault", "offline"]
     assert rows[14]["conflict_addresses"] == ["10.0.0.9"]
     assert rows[14]["address_history"][0]["address"] == "10.0.0.4"
+
+
+def test_it_lets_an_admin_settle_a_duplicate_instance_keeping_the_binding(admin_client, devices):
+    response = admin_client.post(
+        reverse("admin:discovery_bacnetdevice_changelist"),
+        {"action": "keep_current_binding", "_selected_action": [devices["conflict"].pk]},
+    )
+    assert response.status_code == 302
+    devices["conflict"].refresh_from_db()
+    assert (devices["conflict"].address, devices["conflict"].conflict_addresses) == (
+        "10.0.0.5",
+        [],
+    )
