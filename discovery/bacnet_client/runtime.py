@@ -42,9 +42,12 @@ from discovery.bacnet_types import BACnetConfigError, BACnetError, BACnetTimeout
 
 log = logging.getLogger(__name__)
 
-# The local device accepts segmented answers up to this size (64 x 1476 bytes).
+# The local device accepts segmented answers of 1476-byte segments, as many as an answer
+# needs: above 64, BACnet encodes "more than 64" and a bacpypes3 device then sends any
+# number. A 20,000-object list (about 100 kB, over 64 segments) came in one request in
+# 0.84 s, against 3.9 s element by element when capped at 64 (docs/bacnet.md).
 _LOCAL_MAX_APDU = 1476
-_LOCAL_MAX_SEGMENTS = 64
+_LOCAL_MAX_SEGMENTS = 255
 
 
 @dataclass
