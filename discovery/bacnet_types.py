@@ -141,6 +141,10 @@ class DeviceEnumeration:
     points: list[PointInfo] = field(default_factory=list)
     error: str = ""
     elapsed_s: float = 0.0
+    # Ended by its device deadline (not by the device failing): another pass goes on.
+    cut_short: bool = False
+    # ``points`` holds only objects that were not known yet (a pass that goes on).
+    only_new: bool = False
 
 
 @dataclass

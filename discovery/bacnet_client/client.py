@@ -120,6 +120,7 @@ class BACnetClient(ClientRuntime):
         devices: Sequence[DiscoveredDevice],
         on_device: Callable[[DeviceEnumeration], None] | None = None,
         known: dict[int, frozenset[tuple[str, int]]] | None = None,
+        only_new: bool = False,
     ) -> list[DeviceEnumeration]:
         """Properties, object list and point texts of many devices at once.
 
@@ -127,7 +128,8 @@ class BACnetClient(ClientRuntime):
         device deadline; a device that fails gets ``error`` set, with whatever was read
         before (properties, the points whose texts were read), and never delays the
         others. ``known`` (instance -> objects already stored) puts new objects first,
-        so an enumeration cut short still adds points and the next attempt goes on.
+        so an enumeration cut short still adds points and the next attempt goes on;
+        ``only_new`` reads the texts of those only (a pass that goes on).
         ``on_device`` is called in this (the caller's) thread as each device finishes.
         Results come back in ``devices`` order."""
         known = known or {}
@@ -141,7 +143,7 @@ class BACnetClient(ClientRuntime):
 
             async def one(index: int, device: DiscoveredDevice) -> None:
                 async with limit:
-                    result = await self.enumerate_one(device, known.get(device.instance))
+                    result = await self.enumerate_one(device, known.get(device.instance), only_new)
                     results.put((index, result))
 
             await asyncio.gather(*(one(i, d) for i, d in enumerate(devices)))
@@ -187,11 +189,14 @@ class BACnetClient(ClientRuntime):
         return [collected[i] for i in range(count)]
 
     async def enumerate_one(
-        self, device: DiscoveredDevice, known: frozenset[tuple[str, int]] | None = None
+        self,
+        device: DiscoveredDevice,
+        known: frozenset[tuple[str, int]] | None = None,
+        only_new: bool = False,
     ) -> DeviceEnumeration:
         """One device's enumeration, on the loop thread (``enumerate_devices`` runs many)."""
         started = time.monotonic()
-        outcome = DeviceEnumeration(device=device)
+        outcome = DeviceEnumeration(device=device, only_new=only_new)
         job: DeviceWork | None = None
         try:
             job = DeviceWork(self._session(device.instance, device.address))
@@ -205,10 +210,11 @@ class BACnetClient(ClientRuntime):
                 outcome.properties = props
                 objects = await job.object_list(props)
                 deadline.grow(len(objects), ENUMERATE_S_PER_OBJECT, "objects")
-                outcome.points = await job.points(objects, props, known or frozenset())
+                outcome.points = await job.points(objects, props, known or frozenset(), only_new)
                 props.supports_rpm = job.supports_rpm
         except BACnetError as exc:
             outcome.error = str(exc)
+            outcome.cut_short = exc.reason == "device deadline"
         except Exception as exc:  # a bug or an undecodable answer: this device only
             log.exception("enumerating device %s failed", device.instance)
             outcome.error = f"device {device.instance}: {type(exc).__name__}: {safe_text(exc)}"

@@ -223,10 +223,14 @@ class DeviceWork:
         objects: Iterable[tuple[str, int]],
         props: DeviceProperties,
         known: frozenset[tuple[str, int]] = frozenset(),
+        only_new: bool = False,
     ) -> list[PointInfo]:
-        """Texts of the point objects, those not ``known`` yet first: an enumeration cut
-        short (``partial_points()``) still adds new points, and the next one goes on."""
+        """Texts of the point objects, those not ``known`` yet first (or only them): an
+        enumeration cut short (``partial_points()``) still adds new points, and the next
+        one goes on."""
         wanted = [(t, i) for t, i in objects if t in POINT_OBJECT_TYPES]
+        if only_new:
+            wanted = [obj for obj in wanted if obj not in known]
         wanted.sort(key=lambda obj: obj in known)  # stable: device order otherwise
         raw: dict[tuple[str, int], dict[str, Any]] = {obj: {} for obj in wanted}
         self._texts = raw

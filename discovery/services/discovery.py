@@ -20,6 +20,10 @@ from discovery.services.storage import (
 
 Progress = Callable[[str], None]
 
+# Enumeration passes of one discovery job: a device its deadline cut short goes on from
+# where it stopped while it still adds points.
+ENUMERATION_PASSES = 3
+
 
 def _no_progress(message: str) -> None:
     pass
@@ -35,24 +39,49 @@ class _Store:
         self.done = 0
         self.devices_new = 0
         self.points_new = 0
-        self.points_total = 0
         self.failed: dict[int, str] = {}
+        # Cut short by their deadline after adding points: another pass goes on.
+        self.resumable: dict[int, DiscoveredDevice] = {}
 
     def __call__(self, enumeration: DeviceEnumeration) -> None:
+        instance = enumeration.device.instance
         device, created = upsert_device(enumeration, self.seen_at)
         self.devices_new += created
+        self.failed.pop(instance, None)
         if enumeration.error:
-            self.failed[enumeration.device.instance] = enumeration.error[:500]
+            self.failed[instance] = enumeration.error[:500]
+        created_points = 0
         if enumeration.points:
             # An enumeration that failed part way stores the points it read; the next
-            # attempt reads the objects not stored yet first.
-            created_points, total = upsert_points(
-                device, enumeration.points, complete=not enumeration.error
+            # pass (or attempt) reads the objects not stored yet first.
+            created_points, _ = upsert_points(
+                device,
+                enumeration.points,
+                complete=not (enumeration.error or enumeration.only_new),
             )
             self.points_new += created_points
-            self.points_total += total
+        if enumeration.cut_short and created_points:
+            self.resumable[instance] = enumeration.device
         self.done += 1
         self.progress(f"Enumerated {self.done} of {self.total} devices")
+
+    def enumerate(self, client: Any, devices: list[DiscoveredDevice], passes: int) -> None:
+        """Enumerate, then go on with the devices their deadline cut short while they
+        still add points (discovery is rare: it may take longer than one deadline)."""
+        for index in range(max(1, passes)):
+            self.resumable.clear()
+            client.enumerate_devices(
+                devices, on_device=self, known=known_objects(devices), only_new=index > 0
+            )
+            devices = list(self.resumable.values())
+            if not devices:
+                return
+            self.progress(f"Going on with {len(devices)} devices cut short by their deadline")
+
+    def points_total(self, instances: Sequence[int]) -> int:
+        return BACnetPoint.objects.filter(
+            device__device_instance__in=list(instances), missing_since__isnull=True
+        ).count()
 
 
 def discover_and_store(
@@ -62,8 +91,10 @@ def discover_and_store(
     high: int | None = None,
     targets: Sequence[str] = (),
     progress: Progress = _no_progress,
+    passes: int = ENUMERATION_PASSES,
 ) -> dict[str, Any]:
-    """Who-Is (global, ranged or directed), then enumerate every device that answered.
+    """Who-Is (global, ranged or directed), then enumerate every device that answered
+    (devices cut short by their deadline go on, up to ``passes`` in all).
 
     Returns the summary kept in the job's result."""
     started = time.monotonic()
@@ -72,7 +103,7 @@ def discover_and_store(
     progress(f"{len(found.devices)} devices answered; reading their properties and objects")
     bound, conflicts = bindings(found)
     store = _Store(len(bound), progress)
-    client.enumerate_devices(bound, on_device=store, known=known_objects(bound))
+    store.enumerate(client, bound, passes)
     for instance, addresses in conflicts.items():
         record_conflict(instance, addresses)
     went_offline = 0
@@ -83,7 +114,7 @@ def discover_and_store(
     return {
         "devices_found": len(found.devices),
         "devices_new": store.devices_new,
-        "points": store.points_total,
+        "points": store.points_total([d.instance for d in bound]),
         "points_new": store.points_new,
         "devices_failed": store.failed,
         "duplicates": {str(k): v for k, v in found.duplicates.items()},
@@ -166,7 +197,10 @@ def _known_silent(
 
 
 def enumerate_and_store(
-    client: Any, device: BACnetDevice, progress: Progress = _no_progress
+    client: Any,
+    device: BACnetDevice,
+    progress: Progress = _no_progress,
+    passes: int = ENUMERATION_PASSES,
 ) -> dict[str, Any]:
     """Re-read one known device's properties and object list."""
     started = time.monotonic()
@@ -180,12 +214,12 @@ def enumerate_and_store(
         segmentation=device.segmentation or None,
     )
     store = _Store(1, progress)
-    client.enumerate_devices([found], on_device=store, known=known_objects([found]))
+    store.enumerate(client, [found], passes)
     if store.failed:
         raise EnumerationFailed(store.failed[device.device_instance])
     return {
         "device_instance": device.device_instance,
-        "points": store.points_total,
+        "points": store.points_total([device.device_instance]),
         "points_new": store.points_new,
         "duration_s": round(time.monotonic() - started, 3),
     }
