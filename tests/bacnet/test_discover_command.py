@@ -55,3 +55,21 @@ def test_it_lists_the_devices_that_answered_and_the_known_ones_that_did_not(
 def test_it_explains_the_address_forms_of_a_bad_target() -> None:
     with pytest.raises(CommandError, match="NET:ADDR"):
         call_command("discover", "--target", "not-an-address")
+
+
+@pytest.mark.django_db
+def test_it_says_when_collect_reads_a_device_whose_instance_is_claimed_twice(
+    one_device: SimulatedSite, fast_bacnet: None
+) -> None:
+    options = ["--interface", f"127.0.0.1/8:{free_udp_port()}", "--bbmd", one_device.bbmd]
+    address = one_device.devices[0]["address"]
+    call_command(
+        "discover", *options, "--target", address, stdout=io.StringIO(), stderr=io.StringIO()
+    )
+    BACnetDevice.objects.filter(device_instance=8701).update(conflict_addresses=["127.0.0.1:9"])
+    out = io.StringIO()
+    call_command("collect", *options, stdout=out, stderr=io.StringIO())
+    assert (
+        f"Device 8701: duplicate instance: read at {address} only; also claimed by 127.0.0.1:9"
+        in out.getvalue()
+    )
