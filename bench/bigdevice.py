@@ -24,12 +24,12 @@ def _fixed_in_flight(fn: Any, most: int) -> Any:
     """``fn`` run with the per-device requests in flight capped at ``most``."""
 
     def run() -> Any:
-        learned = session._IN_FLIGHT_MOST
-        session._IN_FLIGHT_MOST = most
+        learned = session.IN_FLIGHT_MOST
+        session.IN_FLIGHT_MOST = most
         try:
             return fn()
         finally:
-            session._IN_FLIGHT_MOST = learned
+            session.IN_FLIGHT_MOST = learned
 
     return run
 

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 # a row up to the most, halved on a timeout (learned per device and operation). 4 in
 # flight read the 10,000-object test device in about half the time of 2; more did not
 # help with Python at both ends (docs/bacnet.md).
-_IN_FLIGHT_START = 2
-_IN_FLIGHT_MOST = 4
+IN_FLIGHT_START = 2
+IN_FLIGHT_MOST = 4
 _IN_FLIGHT_GROW_AFTER = 8
 # Timeouts in a row (no answer in between) of a device that still answers the probe
 # before it is given up for this operation anyway: each one cost a request deadline.
@@ -42,7 +42,7 @@ class _InFlight:
     halved when a request times out (a busy device is given less, not more)."""
 
     def __init__(self) -> None:
-        self.limit = _IN_FLIGHT_START
+        self.limit = IN_FLIGHT_START
         self.active = 0
         self.streak = 0
         self._changed = asyncio.Condition()
@@ -59,7 +59,7 @@ class _InFlight:
 
     def answered(self) -> None:
         self.streak += 1
-        if self.streak >= _IN_FLIGHT_GROW_AFTER and self.limit < _IN_FLIGHT_MOST:
+        if self.streak >= _IN_FLIGHT_GROW_AFTER and self.limit < IN_FLIGHT_MOST:
             self.limit += 1
             self.streak = 0
 
