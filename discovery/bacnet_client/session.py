@@ -26,9 +26,10 @@ if TYPE_CHECKING:
     from discovery.bacnet_client.runtime import ClientRuntime
 
 # Requests in flight to one device: a safe start, one more after every few answers in
-# a row up to the most, halved on a timeout (learned per device and operation). 4 in
-# flight read the 10,000-object test device in about half the time of 2; more did not
-# help with Python at both ends (docs/bacnet.md).
+# a row up to the most, halved on a timeout (learned per device and operation). With the
+# simulated device on the same two cores, 4 gained up to 1.1x on enumeration and nothing
+# on reads over 2 (bench/bigdevice.py, docs/bacnet.md); a controller with a CPU of its
+# own is where more in flight can pay.
 IN_FLIGHT_START = 2
 IN_FLIGHT_MOST = 4
 _IN_FLIGHT_GROW_AFTER = 8
