@@ -137,11 +137,8 @@ async def last_i_am(client: Any, expected: set[int], limit_s: float = 20.0) -> f
             if len(seen) == len(expected):
                 everyone.set()
 
-    client._iam_listeners.append(listener)
-    try:
+    with client.i_am_listener(listener):
         sent = time.monotonic()
-        client._app.request(WhoIsRequest(destination=GlobalBroadcast()))
+        client.application.request(WhoIsRequest(destination=GlobalBroadcast()))
         await asyncio.wait_for(everyone.wait(), limit_s)
-    finally:
-        client._iam_listeners.remove(listener)
     return max(seen.values()) - sent

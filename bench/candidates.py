@@ -152,7 +152,7 @@ async def discover_and_enumerate_overlapped(client: Any) -> int:
     """Global Who-Is, each device enumerated as soon as its I-Am arrives (at most
     ``read_concurrency`` at once), instead of after the quiet window: the window then
     overlaps the enumeration. Same quiet window and the client's own per-device
-    enumeration (``_enumerate_one``); nothing stored. Returns devices enumerated.
+    enumeration (``enumerate_one``); nothing stored. Returns devices enumerated.
 
     A proposal for ``BACnetClient.discover`` / ``enumerate_devices`` and
     ``discover_and_store``, runs on the client's loop."""
@@ -170,7 +170,7 @@ async def discover_and_enumerate_overlapped(client: Any) -> int:
 
     async def enumerate_one(device: DiscoveredDevice) -> Any:
         async with limit:
-            return await client._enumerate_one(device)
+            return await client.enumerate_one(device)
 
     def listener(iam: Any) -> None:
         if iam.address == own or iam.instance in tasks:
@@ -186,12 +186,9 @@ async def discover_and_enumerate_overlapped(client: Any) -> int:
         )
         tasks[iam.instance] = loop.create_task(enumerate_one(device))
 
-    client._iam_listeners.append(listener)
-    try:
-        client._app.request(WhoIsRequest(destination=GlobalBroadcast()))
+    with client.i_am_listener(listener):
+        client.application.request(WhoIsRequest(destination=GlobalBroadcast()))
         while (left := last[0] + quiet_s - time.monotonic()) > 0:
             await asyncio.sleep(left)
-    finally:
-        client._iam_listeners.remove(listener)
     results = await asyncio.gather(*tasks.values())
     return sum(1 for r in results if not r.error)

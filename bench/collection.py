@@ -70,14 +70,16 @@ def _measure(result: PartResult, devices: int, objects: int, runs: int) -> None:
         def rpm() -> int:
             return run_on_loop(
                 client,
-                bare.rpm_values(client._app, per_device, RPM_BATCH, client.config.read_concurrency),
+                bare.rpm_values(
+                    client.application, per_device, RPM_BATCH, client.config.read_concurrency
+                ),
             )
 
         refs = [(t.address, p.object_type, p.instance) for t in targets for p in t.points]
         rp_slice = refs[:: max(1, len(refs) // RP_SLICE)][:RP_SLICE]
 
         def rp() -> int:
-            return run_on_loop(client, bare.rp_values(client._app, rp_slice))
+            return run_on_loop(client, bare.rp_values(client.application, rp_slice))
 
         log(f"collection: {sizes}: product cycles, client reads and bare RPM, interleaved")
         sim_cpu = cpu_seconds(site.pid)

@@ -57,7 +57,9 @@ def _measure(result: PartResult, devices: int, runs: int) -> None:
         def enumeration() -> int:
             return run_on_loop(
                 client,
-                bare.enumerate_devices(client._app, addresses, client.config.read_concurrency),
+                bare.enumerate_devices(
+                    client.application, addresses, client.config.read_concurrency
+                ),
             )
 
         log(f"discovery: {sizes}: product, last I-Am, bare and client enumeration, interleaved")

@@ -129,9 +129,7 @@ def started_client(site: Site, **overrides: Any) -> Iterator[Any]:
 def run_on_loop(client: Any, coro: Any, timeout: float = 600.0) -> Any:
     """Run a coroutine on the client's own event loop (the bare baselines use the same
     bacpypes3 application and socket as the product)."""
-    import asyncio
-
-    return asyncio.run_coroutine_threadsafe(coro, client._loop).result(timeout)
+    return client.run_coroutine(coro, timeout)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -13,10 +13,25 @@ from discovery.models import (
 
 @admin.register(BACnetDevice)
 class BACnetDeviceAdmin(admin.ModelAdmin):
-    list_display = ["device_instance", "name", "address", "vendor_name", "is_online", "last_seen"]
-    list_filter = ["is_online", "vendor_name", "segmentation"]
+    list_display = [
+        "device_instance",
+        "name",
+        "address",
+        "vendor_name",
+        "is_online",
+        "in_fault",
+        "conflict_addresses",
+        "last_seen",
+    ]
+    list_filter = ["is_online", "in_fault", "vendor_name", "segmentation"]
     search_fields = ["name", "address", "vendor_name", "model_name", "=device_instance"]
-    readonly_fields = ["first_seen", "last_seen"]
+    readonly_fields = ["first_seen", "last_seen", "address_history", "conflict_since"]
+    actions = ["keep_current_binding"]
+
+    @admin.action(description="Duplicate instance resolved: keep the current address")
+    def keep_current_binding(self, request, queryset) -> None:
+        for device in queryset.exclude(conflict_addresses=[]):
+            device.resolve_conflict()
 
 
 @admin.register(BACnetPoint)

@@ -54,6 +54,9 @@ class DiscoveryResult:
     # Device instances that answered from more than one address: reported, not merged.
     duplicates: dict[int, list[str]] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    # Every I-Am of a duplicated instance, in the order they arrived (``devices`` holds
+    # the first one): the caller keeps the binding it already has.
+    answers: dict[int, list[DiscoveredDevice]] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,6 +110,8 @@ class DeviceTarget:
     max_apdu: int | None = None
     segmentation: str | None = None
     supports_rpm: bool = True
+    # Other devices that claim this instance: never read, never moved to.
+    conflict_addresses: tuple[str, ...] = ()
 
 
 @dataclass
@@ -136,12 +141,27 @@ class DeviceEnumeration:
     points: list[PointInfo] = field(default_factory=list)
     error: str = ""
     elapsed_s: float = 0.0
+    # Ended by its device deadline (not by the device failing): another pass goes on.
+    cut_short: bool = False
+    # ``points`` holds only objects that were not known yet (a pass that goes on).
+    only_new: bool = False
 
 
 @dataclass
 class DeviceReadResult:
+    """One device's part of a read cycle.
+
+    A device that does not answer at its address is looked for again (Who-Is for its
+    instance): ``moved_to`` is then the I-Am of its new address, where it was read.
+    ``reachable`` is False when, its reads timed out, it did not answer that Who-Is
+    either (offline); a device with ``error`` that is reachable is in fault. ``conflict`` lists the
+    addresses that answered for the instance when more than one did (it is not read)."""
+
     instance: int
     values: list[PointValue] = field(default_factory=list)
     error: str = ""  # set when the whole device failed (silent, timed out)
     supports_rpm: bool = True  # False when the device rejected ReadPropertyMultiple
     elapsed_s: float = 0.0
+    reachable: bool = True
+    moved_to: DiscoveredDevice | None = None
+    conflict: list[str] = field(default_factory=list)

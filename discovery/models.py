@@ -49,6 +49,17 @@ class BACnetDevice(models.Model):
     last_seen = models.DateTimeField(default=timezone.now)
     is_online = models.BooleanField(default=True)
     last_error = models.TextField(blank=True)
+    in_fault = models.BooleanField(
+        default=False,
+        help_text="Answers (Who-Is, or some requests) but its reads fail: last_error says why.",
+    )
+    # Other addresses that answered for this instance. The device stays bound to
+    # ``address`` (the first binding) and the others are never read, so the two never
+    # mix; shown until a user resolves it (``resolve_conflict``).
+    conflict_addresses = models.JSONField(default=list, blank=True)
+    conflict_since = models.DateTimeField(null=True, blank=True)
+    # Earlier addresses, newest first: {"address", "until" (ISO time), "how"}.
+    address_history = models.JSONField(default=list, blank=True)
 
     class Meta:
         verbose_name = "BACnet device"
@@ -71,8 +82,42 @@ class BACnetDevice(models.Model):
 
     def mark_offline(self, reason: str) -> None:
         self.is_online = False
+        self.in_fault = False
         self.last_error = reason
-        self.save(update_fields=["is_online", "last_error"])
+        self.save(update_fields=["is_online", "in_fault", "last_error"])
+
+    @property
+    def state(self) -> str:
+        """ "offline" (answers nothing), "fault" (answers, but reads fail) or "online"."""
+        if not self.is_online:
+            return "offline"
+        return "fault" if self.in_fault else "online"
+
+    @property
+    def has_conflict(self) -> bool:
+        return bool(self.conflict_addresses)
+
+    def resolve_conflict(self, address: str | None = None) -> None:
+        """A user settles a duplicate instance: keep the current binding, or bind the
+        device to ``address`` (one of the conflicting ones; its points are re-read from
+        there, so re-enumerate it)."""
+        if address and address != self.address:
+            self.address_history = moved_history(self.address_history, self.address, "user")
+            self.address = address
+        self.conflict_addresses = []
+        self.conflict_since = None
+        self.save(
+            update_fields=["address", "address_history", "conflict_addresses", "conflict_since"]
+        )
+
+
+ADDRESS_HISTORY_LIMIT = 20
+
+
+def moved_history(history: list[dict], old_address: str, how: str) -> list[dict]:
+    """The address history with ``old_address`` added (newest first, bounded)."""
+    entry = {"address": old_address, "until": timezone.now().isoformat(), "how": how}
+    return [entry, *history][:ADDRESS_HISTORY_LIMIT]
 
 
 class BACnetPoint(models.Model):

@@ -10,14 +10,14 @@ coroutines to that loop with ``run_coroutine_threadsafe``. Why this shape:
 - BAC0 is async-only: its constructor needs a running loop, so it is built on the loop
   thread, always with ``ip="A.B.C.D/len"``.
 - bacpypes3 raises ErrorPDU, RejectPDU and AbortPDU, which derive from BaseException and
-  kill a Celery worker. Every network await goes through ``_Session.call()``, which adds a
+  kill a Celery worker. Every network await goes through ``Session.call()``, which adds a
   deadline (a garbage or truncated answer otherwise leaves a request waiting forever) and
   converts everything into the picklable ``BACnetError`` / ``BACnetTimeout``.
 - A global Who-Is in bacpypes3 always waits its whole timeout; ``discover()`` sends the
   Who-Is itself, hooks I-Am reception and returns once the network has been quiet.
 
 Importing this package is cheap and has no side effects: BAC0 and bacpypes3 are imported on
-``start()`` (BAC0 reads ``.env`` and adds log handlers at import, see ``stack._load_stack``).
+``start()`` (BAC0 reads ``.env`` and adds log handlers at import, see ``stack.load_stack``).
 
 The modules, from the edge inwards:
 
@@ -25,12 +25,20 @@ The modules, from the edge inwards:
   bind checks (standard library only; ``discovery.checks`` uses them).
 - ``stack``: loading BAC0 and bacpypes3 on first start, undoing their import side effects.
 - ``convert``: bacpypes3 values and error answers to plain Python values and texts.
-- ``session``: requests to one device with a deadline each, errors converted.
-- ``device``: enumeration and reads of one device, in batches the device accepts.
-- ``runtime``: the BAC0 application on its loop thread (start, stop, run coroutines).
+- ``session``: requests to one device with a deadline each, errors converted, requests
+  in flight learned, a device that stops answering noticed (``Session``).
+- ``batching``: which objects are points, how many items one request may ask for.
+- ``device``: enumeration and reads of one device, in batches it accepts (``DeviceWork``).
+- ``deadline``: the device deadline, grown with the work.
+- ``runtime``: the BAC0 application on its loop thread (start, stop, run coroutines, and
+  small hooks for code below the facade: ``application``, ``i_am_listener``,
+  ``run_coroutine``).
+- ``whois``: Who-Is and the I-Ams that answer it.
 - ``client``: ``BACnetClient``, the facade (discover, enumerate, read).
 
-This file re-exports the names other code uses and keeps the process-wide client.
+The modules are internal to the package: names they share with each other are public
+(no underscore); an underscore means "used in its own module only". This file re-exports
+the names the rest of the product uses and keeps the process-wide client.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import atexit
 import os
 import threading
 
+from discovery.bacnet_client.batching import POINT_OBJECT_TYPES, batch_size
 from discovery.bacnet_client.client import MAX_INSTANCE, BACnetClient
 from discovery.bacnet_client.config import (
     DEFAULT_PORT,
@@ -58,8 +67,8 @@ from discovery.bacnet_client.convert import (
     shortest_float32,
     status_flags_mask,
 )
-from discovery.bacnet_client.device import POINT_OBJECT_TYPES, batch_size, with_state_texts
-from discovery.bacnet_client.stack import _load_stack
+from discovery.bacnet_client.device import with_state_texts
+from discovery.bacnet_client.stack import load_stack
 
 __all__ = [
     "DEFAULT_PORT",
@@ -68,7 +77,6 @@ __all__ = [
     "BACnetClient",
     "ClientConfig",
     "InterfaceSpec",
-    "_load_stack",
     "batch_size",
     "convert_present_value",
     "detect_interface",
@@ -76,6 +84,7 @@ __all__ = [
     "host_ipv4_interfaces",
     "host_prefix_for",
     "is_host_address",
+    "load_stack",
     "parse_bbmd_address",
     "parse_interface",
     "resolve_interface",

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import math
 import queue
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from discovery.bacnet_client.convert import safe_text
-from discovery.bacnet_client.device import _DeviceWork
-from discovery.bacnet_client.runtime import ClientRuntime, _IAmSeen
+from discovery.bacnet_client.deadline import (
+    ENUMERATE_S_PER_OBJECT,
+    READ_S_PER_POINT,
+    DeviceDeadline,
+    device_deadline,
+)
+from discovery.bacnet_client.device import DeviceWork
+from discovery.bacnet_client.runtime import ClientRuntime
+from discovery.bacnet_client.whois import who_is
 from discovery.bacnet_types import (
     BACnetError,
     BACnetTimeout,
@@ -77,82 +84,7 @@ class BACnetClient(ClientRuntime):
     async def _adiscover(
         self, low: int | None, high: int | None, targets: list[str], max_s: float
     ) -> DiscoveryResult:
-        bp = self._bp
-        started = time.monotonic()
-        seen: list[_IAmSeen] = []
-        arrived = asyncio.Event()
-        own = self.local_address
-
-        def listener(iam: _IAmSeen) -> None:
-            if iam.address == own:
-                return
-            if low is not None and not (low <= iam.instance <= high):  # type: ignore[operator]
-                return
-            seen.append(iam)
-            arrived.set()
-
-        destinations: list[Any] = []
-        for target in targets:
-            try:
-                destinations.append(bp.Address(target))
-            except Exception as exc:
-                raise BACnetError(f"bad Who-Is target address {target!r}: {exc}") from None
-        if not destinations:
-            destinations.append(bp.GlobalBroadcast())
-        wanted = {str(d) for d in destinations} if targets else set()
-
-        self._iam_listeners.append(listener)
-        try:
-            for destination in destinations:
-                request = bp.WhoIsRequest(destination=destination)
-                if low is not None:
-                    request.deviceInstanceRangeLowLimit = low
-                    request.deviceInstanceRangeHighLimit = high
-                self._app.request(request)
-            sent = time.monotonic()
-            while True:
-                now = time.monotonic()
-                last = seen[-1].at if seen else sent
-                quiet_left = last + self.config.discovery_quiet_s - now
-                max_left = started + max_s - now
-                if wanted and wanted <= {s.address for s in seen}:
-                    break
-                # A target asked by address is waited for up to the discovery limit: one
-                # that answers late is slow, not absent. The quiet window ends the rest.
-                if (quiet_left <= 0 and not wanted) or max_left <= 0:
-                    break
-                arrived.clear()
-                wait_s = max_left if wanted else min(quiet_left, max_left)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(arrived.wait(), wait_s)
-        finally:
-            self._iam_listeners.remove(listener)
-
-        devices: dict[int, DiscoveredDevice] = {}
-        addresses: dict[int, list[str]] = {}
-        for iam in seen:
-            addresses.setdefault(iam.instance, [])
-            if iam.address not in addresses[iam.instance]:
-                addresses[iam.instance].append(iam.address)
-            devices.setdefault(
-                iam.instance,
-                DiscoveredDevice(
-                    instance=iam.instance,
-                    address=iam.address,
-                    network_number=iam.network_number,
-                    vendor_id=iam.vendor_id,
-                    max_apdu=iam.max_apdu,
-                    segmentation=iam.segmentation,
-                ),
-            )
-        duplicates = {i: a for i, a in addresses.items() if len(a) > 1}
-        for instance, where in duplicates.items():
-            log.warning("BACnet device instance %s answered from %s", instance, ", ".join(where))
-        return DiscoveryResult(
-            devices=sorted(devices.values(), key=lambda d: d.instance),
-            duplicates=duplicates,
-            elapsed_s=time.monotonic() - started,
-        )
+        return await who_is(self, low, high, targets, max_s)
 
     # -- enumeration ---------------------------------------------------------------------
 
@@ -160,9 +92,8 @@ class BACnetClient(ClientRuntime):
         """Name, vendor, model, ... of a device (RPM, or RP when the device rejects RPM)."""
 
         async def work() -> DeviceProperties:
-            return await self._within_device_deadline(
-                _DeviceWork(self._session(instance, address)).device_properties(), instance
-            )
+            async with device_deadline(self.config, instance):
+                return await DeviceWork(self._session(instance, address)).device_properties()
 
         return self._run(work, self.config.device_deadline_s + 10)
 
@@ -172,41 +103,36 @@ class BACnetClient(ClientRuntime):
         """The device's point objects with name, description, units and state texts."""
 
         async def work() -> list[PointInfo]:
-            async def inner() -> list[PointInfo]:
-                job = _DeviceWork(self._session(instance, address))
+            async with device_deadline(self.config, instance) as deadline:
+                job = DeviceWork(self._session(instance, address))
                 props = properties
                 if props is None:
                     props = await job.device_properties()
                 job.supports_rpm = props.supports_rpm
                 objects = await job.object_list(props)
+                deadline.grow(len(objects), ENUMERATE_S_PER_OBJECT, "objects")
                 return await job.points(objects, props)
 
-            return await self._within_device_deadline(inner(), instance)
-
-        return self._run(work, self.config.device_deadline_s + 10)
-
-    async def _within_device_deadline(self, coro: Awaitable[Any], instance: int) -> Any:
-        deadline = self.config.device_deadline_s
-        try:
-            return await asyncio.wait_for(coro, deadline)
-        except TimeoutError:
-            raise BACnetTimeout(
-                f"device {instance}: not finished within its {deadline:g} s deadline",
-                device=instance,
-                reason="device deadline",
-            ) from None
+        return self._run(work, DeviceDeadline.most(self.config) + 10)
 
     def enumerate_devices(
         self,
         devices: Sequence[DiscoveredDevice],
         on_device: Callable[[DeviceEnumeration], None] | None = None,
+        known: dict[int, frozenset[tuple[str, int]]] | None = None,
+        only_new: bool = False,
     ) -> list[DeviceEnumeration]:
         """Properties, object list and point texts of many devices at once.
 
-        At most ``read_concurrency`` devices are worked on together, each within
-        ``device_deadline_s``; a device that fails gets ``error`` set (with whatever was
-        read before) and never delays the others. ``on_device`` is called in this (the
-        caller's) thread as each device finishes. Results come back in ``devices`` order."""
+        At most ``read_concurrency`` devices are worked on together, each within its
+        device deadline; a device that fails gets ``error`` set, with whatever was read
+        before (properties, the points whose texts were read), and never delays the
+        others. ``known`` (instance -> objects already stored) puts new objects first,
+        so an enumeration cut short still adds points and the next attempt goes on;
+        ``only_new`` reads the texts of those only (a pass that goes on).
+        ``on_device`` is called in this (the caller's) thread as each device finishes.
+        Results come back in ``devices`` order."""
+        known = known or {}
         devices = list(devices)
         if not devices:
             return []
@@ -217,7 +143,8 @@ class BACnetClient(ClientRuntime):
 
             async def one(index: int, device: DiscoveredDevice) -> None:
                 async with limit:
-                    results.put((index, await self._enumerate_one(device)))
+                    result = await self.enumerate_one(device, known.get(device.instance), only_new)
+                    results.put((index, result))
 
             await asyncio.gather(*(one(i, d) for i, d in enumerate(devices)))
 
@@ -233,7 +160,7 @@ class BACnetClient(ClientRuntime):
     ) -> list[Any]:
         """Hand results to ``on_item`` in the caller's thread as the loop produces them."""
         rounds = math.ceil(count / max(1, self.config.read_concurrency))
-        limit = time.monotonic() + rounds * (self.config.device_deadline_s + 5) + 10
+        limit = time.monotonic() + rounds * (DeviceDeadline.most(self.config) + 5) + 10
         collected: dict[int, Any] = {}
         try:
             while len(collected) < count:
@@ -261,13 +188,20 @@ class BACnetClient(ClientRuntime):
             raise BACnetError("BACnet operation ended without all its results")
         return [collected[i] for i in range(count)]
 
-    async def _enumerate_one(self, device: DiscoveredDevice) -> DeviceEnumeration:
+    async def enumerate_one(
+        self,
+        device: DiscoveredDevice,
+        known: frozenset[tuple[str, int]] | None = None,
+        only_new: bool = False,
+    ) -> DeviceEnumeration:
+        """One device's enumeration, on the loop thread (``enumerate_devices`` runs many)."""
         started = time.monotonic()
-        outcome = DeviceEnumeration(device=device)
+        outcome = DeviceEnumeration(device=device, only_new=only_new)
+        job: DeviceWork | None = None
         try:
-            job = _DeviceWork(self._session(device.instance, device.address))
+            job = DeviceWork(self._session(device.instance, device.address))
 
-            async def inner() -> None:
+            async with device_deadline(self.config, device.instance) as deadline:
                 props = await job.device_properties()
                 if props.max_apdu is None:
                     props.max_apdu = device.max_apdu
@@ -275,15 +209,17 @@ class BACnetClient(ClientRuntime):
                     props.segmentation = device.segmentation
                 outcome.properties = props
                 objects = await job.object_list(props)
-                outcome.points = await job.points(objects, props)
+                deadline.grow(len(objects), ENUMERATE_S_PER_OBJECT, "objects")
+                outcome.points = await job.points(objects, props, known or frozenset(), only_new)
                 props.supports_rpm = job.supports_rpm
-
-            await self._within_device_deadline(inner(), device.instance)
         except BACnetError as exc:
             outcome.error = str(exc)
+            outcome.cut_short = exc.reason == "device deadline"
         except Exception as exc:  # a bug or an undecodable answer: this device only
             log.exception("enumerating device %s failed", device.instance)
             outcome.error = f"device {device.instance}: {type(exc).__name__}: {safe_text(exc)}"
+        if outcome.error and not outcome.points and job is not None:
+            outcome.points = job.partial_points()  # not all-or-nothing: keep what was read
         outcome.elapsed_s = time.monotonic() - started
         return outcome
 
@@ -316,9 +252,10 @@ class BACnetClient(ClientRuntime):
         started = time.monotonic()
         result = DeviceReadResult(instance=target.instance, supports_rpm=target.supports_rpm)
         try:
-            job = _DeviceWork(self._session(target.instance, target.address), target.supports_rpm)
-            await self._within_device_deadline(job.read_values(target, result), target.instance)
-            result.supports_rpm = job.supports_rpm
+            async with device_deadline(
+                self.config, target.instance, len(target.points), READ_S_PER_POINT, "points"
+            ):
+                await self._read_or_find(target, result)
         except BACnetError as exc:
             result.error = str(exc)
         except Exception as exc:
@@ -334,11 +271,80 @@ class BACnetClient(ClientRuntime):
         result.elapsed_s = time.monotonic() - started
         return result
 
+    async def _read_or_find(self, target: DeviceTarget, result: DeviceReadResult) -> None:
+        """Read the device at its address; when it times out there, look for its
+        instance (Who-Is low = high = instance: it may have a new address) and read it
+        where it answers, in this same cycle. Healthy devices cost nothing more."""
+        job = DeviceWork(self._session(target.instance, target.address), target.supports_rpm)
+        try:
+            await job.read_values(target, result)
+            result.supports_rpm = job.supports_rpm
+            return
+        except BACnetTimeout as exc:
+            failure = exc
+        found = await self.locate(target.instance)
+        addresses = [d.address for d in found]
+        if not found:
+            result.reachable = False
+            raise BACnetTimeout(
+                f"{failure}; no answer to a Who-Is for its instance either",
+                device=target.instance,
+                reason=failure.reason,
+            )
+        if len(found) > 1 or found[0].address in target.conflict_addresses:
+            result.conflict = addresses
+            raise BACnetError(
+                f"device {target.instance}: no answer at {target.address}; what answers "
+                f"for its instance ({', '.join(addresses)}) is another device claiming "
+                "it: not read until the conflict is resolved",
+                device=target.instance,
+                reason="duplicate instance",
+            )
+        (where,) = found
+        if where.address == target.address:
+            if job.supports_rpm and not job.s.answered:
+                # It answers Who-Is: perhaps only ReadPropertyMultiple goes unanswered.
+                # Read it with ReadProperty (one request decides: see read_values).
+                job = DeviceWork(self._session(target.instance, target.address), False)
+                result.values = []
+                try:
+                    await job.read_values(target, result)
+                except BACnetTimeout:
+                    raise failure from None
+                result.supports_rpm = False
+                log.info(
+                    "BACnet device %s: ReadPropertyMultiple timed out, ReadProperty "
+                    "answers: read with ReadProperty",
+                    target.instance,
+                )
+                return
+            raise failure  # it answers Who-Is but not reads: in fault (reachable)
+        log.info(
+            "BACnet device %s moved from %s to %s", target.instance, target.address, where.address
+        )
+        result.moved_to = where
+        result.values = []
+        moved = replace(
+            target,
+            address=where.address,
+            max_apdu=where.max_apdu or target.max_apdu,
+            segmentation=where.segmentation or target.segmentation,
+        )
+        job = DeviceWork(self._session(moved.instance, moved.address), moved.supports_rpm)
+        await job.read_values(moved, result)
+        result.supports_rpm = job.supports_rpm
+
+    async def locate(self, instance: int) -> list[DiscoveredDevice]:
+        """Every device that answers a Who-Is for ``instance`` (through the BBMD when
+        registered with one), first answer first; empty when none does."""
+        found = await self._adiscover(instance, instance, [], self.config.discovery_max_s)
+        return found.answers.get(instance, found.devices)
+
     def read_point(self, instance: int, address: str, ref: PointRef) -> PointValue:
         """Present value and status flags of one point (ReadProperty)."""
 
         async def work() -> PointValue:
-            job = _DeviceWork(self._session(instance, address), supports_rpm=False)
+            job = DeviceWork(self._session(instance, address), supports_rpm=False)
             return await job._value_one(ref)
 
-        return self._run(work, self.config.request_deadline_s * 2 + 10)
+        return self._run(work, self.config.request_timeout_s * 2 + 10)

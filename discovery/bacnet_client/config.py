@@ -36,7 +36,7 @@ class ClientConfig:
     bbmd_ttl: int = 900
     apdu_timeout_ms: int = 3000
     apdu_retries: int = 1
-    request_deadline_s: float = 6.0
+    request_deadline_s: float = 8.0
     device_deadline_s: float = 30.0
     discovery_quiet_s: float = 0.5
     discovery_max_s: float = 5.0
@@ -65,6 +65,27 @@ class ClientConfig:
         }
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def apdu_total_s(self) -> float:
+        """How long bacpypes3 retries a request to a silent device before it gives up."""
+        return self.apdu_timeout_ms / 1000 * (self.apdu_retries + 1)
+
+    @property
+    def request_timeout_s(self) -> float:
+        """The deadline of one request: the configured one, but always with a margin
+        above the stack's own retries, so a silent device ends in the stack's
+        no-response (one reason) and never races the deadline (two texts, and a future
+        the stack completes after it was cancelled)."""
+        margin = max(0.5, 0.2 * self.apdu_total_s)
+        return max(self.request_deadline_s, self.apdu_total_s + margin)
+
+    @property
+    def no_answer_text(self) -> str:
+        return (
+            f"no answer within {self.apdu_total_s:g} s (BACNET_APDU_TIMEOUT_MS "
+            f"{self.apdu_timeout_ms} x {self.apdu_retries + 1} attempts)"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -229,7 +250,7 @@ def resolve_interface(config: ClientConfig) -> InterfaceSpec:
     return InterfaceSpec(spec.ip, prefix, port)
 
 
-def _check_bindable(ip: str, port: int) -> None:
+def check_bindable(ip: str, port: int) -> None:
     """Fail clearly before bacpypes3 gets the address: it retries a failing bind forever."""
     if not is_host_address(ip):
         raise BACnetConfigError(

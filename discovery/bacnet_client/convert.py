@@ -2,7 +2,7 @@
 present values, and the reasons of error, reject and abort answers.
 
 Runs on the loop thread; what comes out is plain (str, int, float) so that results pickle
-without bacpypes3. ``bp`` arguments are the namespace of ``stack._load_stack()``.
+without bacpypes3. ``bp`` arguments are the namespace of ``stack.load_stack()``.
 """
 
 from __future__ import annotations
@@ -39,31 +39,31 @@ def safe_text(value: Any) -> str:
     return text
 
 
-def _enum_text(value: Any) -> str:
+def enum_text(value: Any) -> str:
     asn1 = getattr(value, "asn1", None)
     if isinstance(asn1, str):
         return asn1
     return safe_text(value)
 
 
-def _int_or_none(value: Any) -> int | None:
+def int_or_none(value: Any) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
         return None
 
 
-def _is_property_error(bp: SimpleNamespace, value: Any) -> bool:
+def is_property_error(bp: SimpleNamespace, value: Any) -> bool:
     return value is None or isinstance(value, bp.ErrorType | bp.ErrorRejectAbortNack)
 
 
-def _error_type_text(value: Any) -> str:
+def error_type_text(value: Any) -> str:
     if value is None:
         return "no value"
     error_class = getattr(value, "errorClass", None)
     error_code = getattr(value, "errorCode", None)
     if error_class is not None or error_code is not None:
-        return f"{_enum_text(error_class)}: {_enum_text(error_code)}"
+        return f"{enum_text(error_class)}: {enum_text(error_code)}"
     return safe_text(value)
 
 
@@ -99,9 +99,9 @@ def convert_present_value(
     if isinstance(value, bp.Boolean | bool):
         return (1.0 if value else 0.0), ("true" if value else "false")
     if isinstance(value, bp.BinaryPV) or object_type.startswith("binary"):
-        number = _int_or_none(value)
+        number = int_or_none(value)
         if number is None:
-            return None, _enum_text(value)
+            return None, enum_text(value)
         index = 1 if number else 0
         default = ("inactive", "active")[index]
         text = state_texts[index] if len(state_texts) == 2 and state_texts[index] else default
@@ -116,7 +116,7 @@ def convert_present_value(
             real = shortest_float32(real)
         return real, ""
     if isinstance(value, bp.Enumerated):
-        return float(int(value)), _enum_text(value)
+        return float(int(value)), enum_text(value)
     if isinstance(value, int):
         text = ""
         if object_type.startswith("multi-state") and 1 <= value <= len(state_texts):
@@ -134,15 +134,15 @@ def convert_present_value(
 # --------------------------------------------------------------------------------------
 
 
-def _nack_reason(bp: SimpleNamespace, exc: BaseException) -> str:
+def nack_reason(bp: SimpleNamespace, exc: BaseException) -> str:
     if isinstance(exc, bp.RejectPDU):
-        return f"reject: {_enum_text(exc.apduAbortRejectReason)}"
+        return f"reject: {enum_text(exc.apduAbortRejectReason)}"
     if isinstance(exc, bp.AbortPDU):
-        return f"abort: {_enum_text(exc.apduAbortRejectReason)}"
-    return f"error {_error_type_text(exc)}"
+        return f"abort: {enum_text(exc.apduAbortRejectReason)}"
+    return f"error {error_type_text(exc)}"
 
 
-def _is_too_big(error: BACnetError) -> bool:
+def is_too_big(error: BACnetError) -> bool:
     """The answer did not fit: split the request and try again."""
     return any(
         word in error.reason
@@ -150,5 +150,5 @@ def _is_too_big(error: BACnetError) -> bool:
     )
 
 
-def _is_service_unsupported(error: BACnetError) -> bool:
+def is_service_unsupported(error: BACnetError) -> bool:
     return any(word in error.reason for word in ("unrecognized-service", "service-request-denied"))

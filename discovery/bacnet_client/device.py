@@ -9,18 +9,29 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from discovery.bacnet_client.batching import (
+    OBJECT_LIST_BATCH_CAP,
+    OBJECT_LIST_ITEM_BYTES,
+    OBJECT_TEXT_BYTES,
+    POINT_OBJECT_TYPES,
+    TEXT_BATCH_CAP,
+    VALUE_BATCH_CAP,
+    VALUE_BYTES,
+    batch_size,
+    batches,
+)
 from discovery.bacnet_client.convert import (
-    _enum_text,
-    _error_type_text,
-    _int_or_none,
-    _is_property_error,
-    _is_service_unsupported,
-    _is_too_big,
     convert_present_value,
+    enum_text,
+    error_type_text,
+    int_or_none,
+    is_property_error,
+    is_service_unsupported,
+    is_too_big,
     safe_text,
     status_flags_mask,
 )
-from discovery.bacnet_client.session import _all, _Session
+from discovery.bacnet_client.session import DeviceGone, Session, gather_all
 from discovery.bacnet_types import (
     BACnetError,
     BACnetTimeout,
@@ -31,42 +42,6 @@ from discovery.bacnet_types import (
     PointRef,
     PointValue,
 )
-
-# Object types whose present value the product reads. Others (device, network-port,
-# file, proprietary types, ...) are not points and are left out of enumeration.
-POINT_OBJECT_TYPES = frozenset(
-    {
-        "analog-input",
-        "analog-output",
-        "analog-value",
-        "binary-input",
-        "binary-output",
-        "binary-value",
-        "multi-state-input",
-        "multi-state-output",
-        "multi-state-value",
-        "accumulator",
-        "pulse-converter",
-        "loop",
-        "integer-value",
-        "positive-integer-value",
-        "large-analog-value",
-        "characterstring-value",
-        "binary-lighting-output",
-        "lighting-output",
-    }
-)
-
-# Rough encoded sizes (bytes) of one item in an acknowledgement, used to size
-# ReadPropertyMultiple batches so that the answer fits one APDU for devices that cannot
-# segment. Oversized batches are split again when a device says so anyway.
-_VALUE_BYTES = 24  # object id, present-value (REAL), status-flags, tags
-_OBJECT_LIST_ITEM_BYTES = 12  # property id, array index, object id, tags
-_OBJECT_TEXT_BYTES = 120  # name, description, units or state texts
-_APDU_HEADER_BYTES = 12
-_VALUE_BATCH_CAP = 100  # measured best on segmenting devices (BACNET_NOTES)
-_TEXT_BATCH_CAP = 40
-_OBJECT_LIST_BATCH_CAP = 100
 
 _DEVICE_PROPERTIES = (
     ("name", "object-name"),
@@ -83,42 +58,25 @@ _DEVICE_PROPERTIES = (
 )
 
 
-def _batches(items: Sequence[Any], size: int) -> list[list[Any]]:
-    size = max(1, size)
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def _segments_answers(segmentation: str | None) -> bool:
-    """Whether a device can send segmented acknowledgements."""
-    return segmentation in ("segmented-both", "segmented-transmit")
-
-
-def batch_size(per_item: int, max_apdu: int | None, segmentation: str | None, cap: int) -> int:
-    """How many items one ReadPropertyMultiple may ask a device for."""
-    if _segments_answers(segmentation):
-        return cap
-    usable = (max_apdu or 480) - _APDU_HEADER_BYTES
-    return max(1, min(cap, usable // per_item))
-
-
-class _DeviceWork:
+class DeviceWork:
     """Enumeration and reads of one device (runs on the loop thread)."""
 
-    def __init__(self, session: _Session, supports_rpm: bool = True) -> None:
+    def __init__(self, session: Session, supports_rpm: bool = True) -> None:
         self.s = session
         self.bp = session.bp
         self.supports_rpm = supports_rpm
+        self.rpm_timed_out: BACnetTimeout | None = None
 
     async def _pipelined(
         self, batches: list[list[Any]], run: Callable[[list[Any]], Awaitable[None]]
     ) -> None:
         """The first batch alone (a silent device fails once, an RPM reject is learnt
-        once), then the others with a few requests in flight (``_Session.in_flight``)."""
+        once), then the others with a few requests in flight (``Session.in_flight``)."""
         if not batches:
             return
         await run(batches[0])
         if self.supports_rpm and len(batches) > 1:
-            await _all(run(batch) for batch in batches[1:])
+            await gather_all(run(batch) for batch in batches[1:])
 
     # -- device properties -------------------------------------------------------------
 
@@ -130,10 +88,15 @@ class _DeviceWork:
                 answer = await self.s.read_multiple([("device", self.s.instance, props)])
                 for prop in props:
                     raw[prop] = answer.get(("device", self.s.instance, prop, None))
-            except BACnetTimeout:
-                raise
+            except BACnetTimeout as exc:
+                if self.s.answered:
+                    raise
+                # Silent to ReadPropertyMultiple: maybe to everything (then it fails on
+                # its name below, one request more), maybe only to RPM: then ReadProperty.
+                self.supports_rpm = False
+                self.rpm_timed_out = exc
             except BACnetError as exc:
-                if _is_service_unsupported(exc):
+                if is_service_unsupported(exc):
                     self.supports_rpm = False
                 # Otherwise too big, or a device failing the whole request for one
                 # optional property: read them one by one (a missing device still fails,
@@ -147,7 +110,7 @@ class _DeviceWork:
         raw = {"object-name": await self._read_or_error("device", self.s.instance, props[0])}
         if isinstance(raw["object-name"], BACnetError):
             raise raw["object-name"]  # every device object has a name: the device is the problem
-        values = await _all(
+        values = await gather_all(
             self._read_or_error("device", self.s.instance, prop) for prop in props[1:]
         )
         raw.update(zip(props[1:], values, strict=True))
@@ -156,19 +119,26 @@ class _DeviceWork:
     async def _read_or_error(self, object_type: str, instance: int, prop: str) -> Any:
         try:
             return await self.s.read(object_type, instance, prop)
+        except DeviceGone:
+            raise
         except BACnetError as exc:
             return exc
+
+    def _timed_out_for_good(self, exc: BACnetTimeout) -> bool:
+        """Whether a timeout ends the device (it never answered, or it stopped) rather
+        than the one request (a device that still answers: retry smaller)."""
+        return isinstance(exc, DeviceGone) or not self.s.answered
 
     def _device_properties_from(self, raw: dict[str, Any]) -> DeviceProperties:
         props = DeviceProperties(supports_rpm=self.supports_rpm)
         for attr, prop in _DEVICE_PROPERTIES:
             value = raw.get(prop)
-            if isinstance(value, BaseException) or _is_property_error(self.bp, value):
+            if isinstance(value, BaseException) or is_property_error(self.bp, value):
                 continue
             if attr in ("vendor_id", "protocol_revision", "max_apdu"):
-                setattr(props, attr, _int_or_none(value))
+                setattr(props, attr, int_or_none(value))
             elif attr == "segmentation":
-                props.segmentation = _enum_text(value)
+                props.segmentation = enum_text(value)
             else:
                 setattr(props, attr, safe_text(value))
         return props
@@ -178,11 +148,11 @@ class _DeviceWork:
     async def object_list(self, props: DeviceProperties) -> list[tuple[str, int]]:
         try:
             value = await self.s.read("device", self.s.instance, "object-list")
-            return [(_enum_text(oid[0]), int(oid[1])) for oid in value]
+            return [(enum_text(oid[0]), int(oid[1])) for oid in value]
         except BACnetTimeout:
             raise
         except BACnetError as exc:
-            if not _is_too_big(exc):
+            if not is_too_big(exc):
                 raise
         # Too big for one APDU (a device that cannot segment, or beyond our own limit):
         # read its length (index 0), then the elements.
@@ -191,14 +161,14 @@ class _DeviceWork:
         found: dict[int, tuple[str, int]] = {}
         if self.supports_rpm:
             size = batch_size(
-                _OBJECT_LIST_ITEM_BYTES, props.max_apdu, props.segmentation, _OBJECT_LIST_BATCH_CAP
+                OBJECT_LIST_ITEM_BYTES, props.max_apdu, props.segmentation, OBJECT_LIST_BATCH_CAP
             )
             await self._pipelined(
-                _batches(indexes, size), lambda batch: self._object_list_batch(batch, found)
+                batches(indexes, size), lambda batch: self._object_list_batch(batch, found)
             )
         missing = [i for i in indexes if i not in found]
         if missing:
-            values = await _all(self._object_list_element(i) for i in missing)
+            values = await gather_all(self._object_list_element(i) for i in missing)
             for index, value in zip(missing, values, strict=True):
                 if value is not None:
                     found[index] = value
@@ -206,28 +176,34 @@ class _DeviceWork:
 
     async def _object_list_element(self, index: int) -> tuple[str, int] | None:
         oid = await self.s.read("device", self.s.instance, "object-list", index)
-        return (_enum_text(oid[0]), int(oid[1]))
+        return (enum_text(oid[0]), int(oid[1]))
 
     async def _object_list_batch(self, batch: list[int], found: dict[int, tuple[str, int]]) -> None:
         try:
             answer = await self.s.read_multiple(
                 [("device", self.s.instance, [("object-list", i) for i in batch])]
             )
-        except BACnetTimeout:
-            raise
+        except BACnetTimeout as exc:
+            if self._timed_out_for_good(exc) or len(batch) == 1:
+                raise
+            # A busy device that still answers: the usual halving, smaller requests.
+            half = len(batch) // 2
+            await self._object_list_batch(batch[:half], found)
+            await self._object_list_batch(batch[half:], found)
+            return
         except BACnetError as exc:
-            if _is_service_unsupported(exc):
+            if is_service_unsupported(exc):
                 self.supports_rpm = False
                 return
-            if _is_too_big(exc) and len(batch) > 1:
+            if is_too_big(exc) and len(batch) > 1:
                 half = len(batch) // 2
                 await self._object_list_batch(batch[:half], found)
                 await self._object_list_batch(batch[half:], found)
                 return
             raise
         for (_t, _i, _p, index), oid in answer.items():
-            if index is not None and not _is_property_error(self.bp, oid):
-                found[index] = (_enum_text(oid[0]), int(oid[1]))
+            if index is not None and not is_property_error(self.bp, oid):
+                found[index] = (enum_text(oid[0]), int(oid[1]))
 
     # -- object texts --------------------------------------------------------------------
 
@@ -243,21 +219,35 @@ class _DeviceWork:
         return props
 
     async def points(
-        self, objects: Iterable[tuple[str, int]], props: DeviceProperties
+        self,
+        objects: Iterable[tuple[str, int]],
+        props: DeviceProperties,
+        known: frozenset[tuple[str, int]] = frozenset(),
+        only_new: bool = False,
     ) -> list[PointInfo]:
+        """Texts of the point objects, those not ``known`` yet first (or only them): an
+        enumeration cut short (``partial_points()``) still adds new points, and the next
+        one goes on."""
         wanted = [(t, i) for t, i in objects if t in POINT_OBJECT_TYPES]
+        if only_new:
+            wanted = [obj for obj in wanted if obj not in known]
+        wanted.sort(key=lambda obj: obj in known)  # stable: device order otherwise
         raw: dict[tuple[str, int], dict[str, Any]] = {obj: {} for obj in wanted}
+        self._texts = raw
         if self.supports_rpm:
-            size = batch_size(
-                _OBJECT_TEXT_BYTES, props.max_apdu, props.segmentation, _TEXT_BATCH_CAP
-            )
+            size = batch_size(OBJECT_TEXT_BYTES, props.max_apdu, props.segmentation, TEXT_BATCH_CAP)
             await self._pipelined(
-                _batches(wanted, size), lambda batch: self._texts_batch(batch, raw)
+                batches(wanted, size), lambda batch: self._texts_batch(batch, raw)
             )
         pending = [obj for obj in wanted if not raw[obj]]
         if pending:
-            await _all(self._texts_one_by_one(obj, raw) for obj in pending)
+            await gather_all(self._texts_one_by_one(obj, raw) for obj in pending)
         return [self._point_from(obj, raw[obj]) for obj in wanted]
+
+    def partial_points(self) -> list[PointInfo]:
+        """The points whose texts were read before the enumeration stopped."""
+        texts = getattr(self, "_texts", {})
+        return [self._point_from(obj, raw) for obj, raw in texts.items() if raw]
 
     async def _texts_batch(
         self, batch: list[tuple[str, int]], raw: dict[tuple[str, int], dict[str, Any]]
@@ -285,13 +275,23 @@ class _DeviceWork:
     ) -> None:
         """ReadPropertyMultiple of ``batch``; a batch the device refuses (too big, or one
         object it chokes on) is halved until it fits. A device that does not support RPM
-        is marked so (the caller falls back to ReadProperty); a timeout ends the device."""
+        is marked so (the caller falls back to ReadProperty). A timeout ends the device
+        when it never answered or has stopped answering (``Session`` probes it once);
+        a device that still answers gets the batch again in halves."""
         try:
             answer = await self.s.read_multiple(specs_of(batch))
-        except BACnetTimeout:
-            raise
+        except BACnetTimeout as exc:
+            if self._timed_out_for_good(exc):
+                raise
+            if len(batch) > 1:
+                half = len(batch) // 2
+                await self._rpm_in_halves(batch[:half], specs_of, store, on_single_failure)
+                await self._rpm_in_halves(batch[half:], specs_of, store, on_single_failure)
+            else:
+                on_single_failure(batch[0], exc)
+            return
         except BACnetError as exc:
-            if _is_service_unsupported(exc):
+            if is_service_unsupported(exc):
                 self.supports_rpm = False
             elif len(batch) > 1:
                 half = len(batch) // 2
@@ -306,7 +306,7 @@ class _DeviceWork:
         self, obj: tuple[str, int], raw: dict[tuple[str, int], dict[str, Any]]
     ) -> None:
         props = self.text_properties(obj[0])
-        values = await _all(self._read_or_error(obj[0], obj[1], p) for p in props)
+        values = await gather_all(self._read_or_error(obj[0], obj[1], p) for p in props)
         raw[obj] = dict(zip(props, values, strict=True))
         if all(isinstance(v, BACnetTimeout) for v in values):
             raise values[0]
@@ -314,7 +314,7 @@ class _DeviceWork:
     def _point_from(self, obj: tuple[str, int], raw: dict[str, Any]) -> PointInfo:
         def ok(prop: str) -> Any:
             value = raw.get(prop)
-            if isinstance(value, BaseException) or _is_property_error(self.bp, value):
+            if isinstance(value, BaseException) or is_property_error(self.bp, value):
                 return None
             return value
 
@@ -322,7 +322,7 @@ class _DeviceWork:
         point.name = safe_text(ok("object-name"))
         point.description = safe_text(ok("description"))
         units = ok("units")
-        point.units = _enum_text(units) if units is not None else ""
+        point.units = enum_text(units) if units is not None else ""
         if obj[0].startswith("binary"):
             point.state_texts = [safe_text(ok("inactive-text")), safe_text(ok("active-text"))]
             if not any(point.state_texts):
@@ -342,32 +342,25 @@ class _DeviceWork:
         """Fill ``result.values`` (in ``target.points`` order) as batches complete."""
         refs = list(target.points)
         values: dict[PointRef, PointValue] = {}
-        answered = False
         if self.supports_rpm:
-            size = batch_size(_VALUE_BYTES, target.max_apdu, target.segmentation, _VALUE_BATCH_CAP)
+            size = batch_size(VALUE_BYTES, target.max_apdu, target.segmentation, VALUE_BATCH_CAP)
 
             async def one_batch(batch: list[PointRef]) -> None:
-                nonlocal answered
-                try:
-                    await self._values_batch(batch, values)
-                    answered = True
-                except BACnetTimeout as exc:
-                    if not answered:
-                        raise  # the device does not answer at all: fail it as a whole
-                    for ref in batch:
-                        values[ref] = self._point_error(ref, exc)
+                # A timeout reaching here ends the device: it never answered, or it
+                # stopped (then the points read so far are kept, see _read_one).
+                await self._values_batch(batch, values)
                 # Kept current so that a device deadline keeps what was read.
                 result.values = [values[r] for r in refs if r in values]
 
-            await self._pipelined(_batches(refs, size), one_batch)
+            await self._pipelined(batches(refs, size), one_batch)
         result.supports_rpm = self.supports_rpm
         pending = [r for r in refs if r not in values]
         if pending:
-            if not answered:
+            if not self.s.answered:
                 # Probe with the first point so a silent device costs one deadline only.
                 values[pending[0]] = await self._value_one(pending[0], raise_timeout=True)
                 pending = pending[1:]
-            read = await _all(self._value_one(r) for r in pending)
+            read = await gather_all(self._value_one(r) for r in pending)
             values.update(zip(pending, read, strict=True))
         result.values = [values[r] for r in refs]
 
@@ -399,8 +392,8 @@ class _DeviceWork:
 
     def _point_value(self, ref: PointRef, present: Any, flags: Any) -> PointValue:
         point = PointValue(object_type=ref.object_type, instance=ref.instance)
-        if isinstance(present, BaseException) or _is_property_error(self.bp, present):
-            reason = str(present) if isinstance(present, BACnetError) else _error_type_text(present)
+        if isinstance(present, BaseException) or is_property_error(self.bp, present):
+            reason = str(present) if isinstance(present, BACnetError) else error_type_text(present)
             point.error = self.s.where(f"{ref.object_type},{ref.instance} present-value: {reason}")
         else:
             try:
@@ -412,7 +405,7 @@ class _DeviceWork:
                     f"{ref.object_type},{ref.instance} present-value: "
                     f"{type(exc).__name__}: {safe_text(exc)}"
                 )
-        if not (isinstance(flags, BaseException) or _is_property_error(self.bp, flags)):
+        if not (isinstance(flags, BaseException) or is_property_error(self.bp, flags)):
             point.status_flags = status_flags_mask(flags)
         return point
 
@@ -420,13 +413,15 @@ class _DeviceWork:
         try:
             present = await self.s.read(ref.object_type, ref.instance, "present-value")
         except BACnetTimeout as exc:
-            if raise_timeout:
+            if raise_timeout or isinstance(exc, DeviceGone):
                 raise
             return self._point_error(ref, exc)
         except BACnetError as exc:
             return self._point_error(ref, exc)
         try:
             flags = await self.s.read(ref.object_type, ref.instance, "status-flags")
+        except DeviceGone:
+            raise
         except BACnetError:
             flags = None
         return self._point_value(ref, present, flags)

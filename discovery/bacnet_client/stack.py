@@ -1,7 +1,7 @@
 """The stack: BAC0 and bacpypes3, imported on first start, with BAC0's side effects undone.
 
 The only file of the product that imports BAC0 or bacpypes3, and only inside
-``_load_stack()``: importing the package must stay cheap and free of side effects (BAC0
+``load_stack()``: importing the package must stay cheap and free of side effects (BAC0
 reads ``.env`` and adds log handlers at import). The client keeps the namespace it returns
 as ``_bp`` and reaches every bacpypes3 class through it.
 """
@@ -19,7 +19,7 @@ _stack_lock = threading.Lock()
 _stack: SimpleNamespace | None = None
 
 
-def _load_stack() -> SimpleNamespace:
+def load_stack() -> SimpleNamespace:
     """Import BAC0 and the bacpypes3 names the client uses, neutralising BAC0's side effects.
 
     - BAC0 calls ``load_dotenv(os.getcwd() + "/.env")`` at import: a worker started in some
@@ -48,7 +48,7 @@ def _load_stack() -> SimpleNamespace:
         finally:
             if dotenv:
                 dotenv.load_dotenv = real_load_dotenv
-        _quiet_bac0_loggers()
+        quiet_bac0_loggers()
         logging.getLogger("BAC0_Root").setLevel(logging.WARNING)
         # bacpypes3 logs every undecodable packet from a broken device at ERROR with a
         # traceback; the client reports those devices itself.
@@ -85,7 +85,7 @@ def _load_stack() -> SimpleNamespace:
         return _stack
 
 
-def _quiet_bac0_loggers() -> None:
+def quiet_bac0_loggers() -> None:
     """Remove the stdout and ~/.BAC0 file handlers BAC0 gives each class logger."""
     from BAC0.core.utils.notes import LogList
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from django.db.models import F
 from django.utils import timezone
 
 from discovery.bacnet_types import DeviceTarget, PointRef
@@ -30,7 +31,11 @@ def collection_plan(
     points = BACnetPoint.objects.filter(polling_enabled=True, missing_since__isnull=True)
     if device_instances:
         points = points.filter(device__device_instance__in=device_instances)
-    rows = points.order_by("device_id", "object_type", "object_instance").values_list(
+    # Each device's stalest points first: a device that cannot be read completely within
+    # its deadline gets the points it missed first next cycle, so no tail is starved.
+    rows = points.order_by(
+        "device_id", F("last_read_at").asc(nulls_first=True), "object_type", "object_instance"
+    ).values_list(
         "id",
         "object_type",
         "object_instance",
@@ -39,13 +44,25 @@ def collection_plan(
         "device__max_apdu_length",
         "device__segmentation",
         "device__supports_rpm",
+        "device__conflict_addresses",
         "state_texts",
     )
     by_device: dict[int, DeviceTarget] = {}
     refs: dict[int, list[PointRef]] = defaultdict(list)
     keys: dict[PointKey, int] = {}
     texts: dict[int, list[str]] = {}
-    for pk, object_type, instance, device, address, max_apdu, segmentation, rpm, words in rows:
+    for (
+        pk,
+        object_type,
+        instance,
+        device,
+        address,
+        max_apdu,
+        segmentation,
+        rpm,
+        conflict,
+        words,
+    ) in rows:
         if device not in by_device:
             by_device[device] = DeviceTarget(
                 instance=device,
@@ -54,6 +71,7 @@ def collection_plan(
                 max_apdu=max_apdu,
                 segmentation=segmentation or None,
                 supports_rpm=rpm,
+                conflict_addresses=tuple(conflict or ()),
             )
         refs[device].append(PointRef(object_type, instance))
         keys[(device, object_type, instance)] = pk
@@ -88,9 +106,28 @@ def collect_and_store(
         "devices_ok": stored.devices_ok,
         "devices_failed": stored.devices_failed,
         "device_errors": {str(r.instance): r.error[:300] for r in results if r.error},
+        # Devices found again at a new address and read there in this cycle.
+        "devices_moved": {
+            str(r.instance): r.moved_to.address for r in results if r.moved_to is not None
+        },
+        # Devices whose instance other addresses claim: read at their binding only.
+        "conflicts": conflicts_of(t.instance for t in targets),
         "cycle_at": cycle_at.isoformat(),
         "read_s": round(read_s, 3),
         "duration_s": round(time.monotonic() - started, 3),
+    }
+
+
+def conflicts_of(instances: Iterable[int]) -> dict[str, list[str]]:
+    """Instance -> every address claiming it (the binding first), for job summaries."""
+    rows = BACnetDevice.objects.filter(device_instance__in=list(instances)).exclude(
+        conflict_addresses=[]
+    )
+    return {
+        str(instance): [address, *others]
+        for instance, address, others in rows.values_list(
+            "device_instance", "address", "conflict_addresses"
+        )
     }
 
 
@@ -104,6 +141,7 @@ def read_point_and_store(client: Any, point: BACnetPoint) -> dict[str, Any]:
         max_apdu=device.max_apdu_length,
         segmentation=device.segmentation or None,
         supports_rpm=device.supports_rpm,
+        conflict_addresses=tuple(device.conflict_addresses),
     )
     results = client.read_points([target])
     now = timezone.now().replace(microsecond=0)

@@ -8,7 +8,6 @@ timestamp), so a re-delivered collection cycle stores nothing twice.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from discovery.bacnet_types import DeviceEnumeration, DeviceReadResult, DiscoveredDevice, PointInfo
-from discovery.models import BACnetDevice, BACnetPoint, BACnetReading, Segmentation
+from discovery.models import (
+    BACnetDevice,
+    BACnetPoint,
+    BACnetReading,
+    Segmentation,
+    moved_history,
+)
+from discovery.services.cycle_writes import write_cycle_portable, write_cycle_postgresql
 
 TEXT_LIMIT = 10_000  # for TextFields: a 10 kB device description is kept, not more
 
@@ -87,10 +93,20 @@ def device_fields(enumeration: DeviceEnumeration) -> dict[str, object]:
 
 
 def upsert_device(enumeration: DeviceEnumeration, seen_at: datetime) -> tuple[BACnetDevice, bool]:
-    """Create or update the device of one I-Am (plus properties); it is online again."""
+    """Create or update the device of one I-Am (plus properties); it answers again, and
+    is in fault when its enumeration failed. A new address is kept in its history."""
     fields = device_fields(enumeration)
-    fields.update(last_seen=seen_at, is_online=True)
+    fields.update(last_seen=seen_at, is_online=True, in_fault=bool(enumeration.error))
     fields["last_error"] = clean_text(enumeration.error)
+    known = (
+        BACnetDevice.objects.filter(device_instance=enumeration.device.instance)
+        .values("address", "address_history")
+        .first()
+    )
+    if known and known["address"] != fields["address"]:
+        fields["address_history"] = moved_history(
+            known["address_history"], known["address"], "discovery"
+        )
     device, created = BACnetDevice.objects.update_or_create(
         device_instance=enumeration.device.instance,
         defaults=fields,
@@ -99,11 +115,14 @@ def upsert_device(enumeration: DeviceEnumeration, seen_at: datetime) -> tuple[BA
     return device, created
 
 
-def upsert_points(device: BACnetDevice, points: Sequence[PointInfo]) -> tuple[int, int]:
+def upsert_points(
+    device: BACnetDevice, points: Sequence[PointInfo], complete: bool = True
+) -> tuple[int, int]:
     """Insert new points and refresh names, units and texts of known ones, in bulk.
 
-    Returns (created, total). Points the device no longer lists are kept (their history
-    matters) and marked missing, so they are not polled until they come back."""
+    Returns (created, total). When ``points`` is the device's complete list, points it no
+    longer lists are kept (their history matters) and marked missing, so they are not
+    polled until they come back; a partial list (an enumeration cut short) marks none."""
     existing = set(device.points.values_list("object_type", "object_instance"))
     rows = [
         BACnetPoint(
@@ -127,7 +146,7 @@ def upsert_points(device: BACnetDevice, points: Sequence[PointInfo]) -> tuple[in
             unique_fields=["device", "object_type", "object_instance"],
             update_fields=["name", "description", "units", "state_texts", "missing_since"],
         )
-        gone = existing - listed
+        gone = existing - listed if complete else set()
         if rows and gone:
             missing = Q()
             for object_type, instance in gone:
@@ -142,15 +161,53 @@ def mark_unseen_offline(now: datetime, after_s: int) -> int:
     """Devices that have not answered for ``after_s`` seconds are offline."""
     cutoff = now - timedelta(seconds=after_s)
     return BACnetDevice.objects.filter(is_online=True, last_seen__lt=cutoff).update(
-        is_online=False, last_error="Not seen by discovery or collection since the cutoff."
+        is_online=False,
+        in_fault=False,
+        last_error="Not seen by discovery or collection since the cutoff.",
     )
 
 
+def record_conflict(instance: int, addresses: Sequence[str]) -> None:
+    """Other addresses claim a device's instance: the device keeps its binding (its
+    ``address``); the others are listed on it, added to those already known."""
+    device = BACnetDevice.objects.filter(device_instance=instance).first()
+    if device is None:
+        return
+    others = [
+        _clean_for(BACnetDevice, "address", a)
+        for a in addresses
+        if a != device.address and a not in device.conflict_addresses
+    ]
+    if not others:
+        return
+    device.conflict_addresses = [*device.conflict_addresses, *others]
+    device.conflict_since = device.conflict_since or timezone.now()
+    device.save(update_fields=["conflict_addresses", "conflict_since"])
+
+
 def record_duplicates(duplicates: dict[int, list[str]]) -> None:
-    """Two addresses claim one instance: keep the row, say so on it, merge nothing."""
+    """Several addresses claim one instance: keep the binding, list the others, merge nothing."""
     for instance, addresses in duplicates.items():
-        note = clean_text(f"Device instance {instance} answered from {', '.join(addresses)}.")
-        BACnetDevice.objects.filter(device_instance=instance).update(last_error=note)
+        record_conflict(instance, addresses)
+
+
+def record_move(instance: int, found: DiscoveredDevice, how: str) -> None:
+    """The device answers at a new address now: bind it there, keep the old one in its
+    history."""
+    device = BACnetDevice.objects.filter(device_instance=instance).first()
+    if device is None or device.address == found.address:
+        return
+    device.address_history = moved_history(device.address_history, device.address, how)
+    device.address = _clean_for(BACnetDevice, "address", found.address)
+    device.network_number = found.network_number
+    fields = ["address", "address_history", "network_number"]
+    if found.max_apdu:
+        device.max_apdu_length = found.max_apdu
+        fields.append("max_apdu_length")
+    if found.segmentation in Segmentation.values:
+        device.segmentation = found.segmentation
+        fields.append("segmentation")
+    device.save(update_fields=fields)
 
 
 @dataclass
@@ -188,22 +245,30 @@ def store_readings(
     values: list[tuple[int, float | None, str, int | None]] = []
     errors: list[tuple[int, str]] = []
     online: list[int] = []
-    offline: dict[int, str] = {}
+    failed: dict[int, tuple[str, bool]] = {}
     now = timezone.now()
+    results = list(results)
     for result in results:
-        # The client gives every unread point the device's error, so a device that did
-        # not answer at all still has values: none of them is a reading.
-        if result.error and all(value.error for value in result.values):
+        if result.moved_to is not None:
+            record_move(result.instance, result.moved_to, "collection")
+        if result.conflict:
+            record_conflict(result.instance, result.conflict)
+        if result.error:
+            # Failed as a whole (silent, stopped in the middle, ...): counted as failed
+            # even when some values came back; those are stored all the same.
             summary.devices_failed += 1
-            offline[result.instance] = clean_text(result.error)
-            continue
-        summary.devices_ok += 1
-        online.append(result.instance)
+            failed[result.instance] = (clean_text(result.error), result.reachable)
+        else:
+            summary.devices_ok += 1
+            online.append(result.instance)
         for value in result.values:
             point_id = points_by_key.get((result.instance, value.object_type, value.instance))
             if point_id is None:
                 continue
             if value.error:
+                # The client gives every unread point the device's error: not the point's.
+                if result.error and value.error == result.error:
+                    continue
                 summary.point_errors += 1
                 errors.append((point_id, clean_text(value.error)))
                 continue
@@ -215,125 +280,22 @@ def store_readings(
             values.append((point_id, number, text, value.status_flags))
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            _write_cycle_postgresql(values, errors, timestamp, now)
+            write_cycle_postgresql(values, errors, timestamp, now)
         else:
-            _write_cycle_portable(values, errors, timestamp, now)
+            write_cycle_portable(values, errors, timestamp, now)
         summary.readings = len(values)
         if online:
-            answered = BACnetDevice.objects.filter(device_instance__in=online)
-            answered.update(last_seen=now)
-            # Only an offline reason is cleared: a duplicate-instance note stays.
-            answered.filter(is_online=False).update(is_online=True, last_error="")
-        for instance, reason in offline.items():
+            BACnetDevice.objects.filter(device_instance__in=online).update(
+                last_seen=now, is_online=True, in_fault=False, last_error=""
+            )
+        for instance, (reason, reachable) in failed.items():
+            # Answers Who-Is (or answered part of the cycle) but its reads fail: in
+            # fault, seen. Answers nothing at all: offline.
+            extra = {"last_seen": now} if reachable else {}
             BACnetDevice.objects.filter(device_instance=instance).update(
-                is_online=False, last_error=reason
+                is_online=reachable, in_fault=reachable, last_error=reason, **extra
             )
     return summary
-
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_field(value: object) -> str:
-    """One field in COPY's text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value).translate(_COPY_ESCAPES)
-
-
-def _write_cycle_postgresql(
-    values: Sequence[tuple[int, float | None, str, int | None]],
-    errors: Sequence[tuple[int, str]],
-    timestamp: datetime,
-    now: datetime,
-) -> None:
-    """The cycle goes to PostgreSQL once (COPY into a temporary table) and the database
-    fans it out: readings with INSERT ... SELECT (still ON CONFLICT DO NOTHING), latest
-    values with one UPDATE ... FROM. 34-41x the rows/s of bulk_create + bulk_update, whose
-    time went to Python building one CASE WHEN expression per row and field
-    (bench/RESULTS.md, ingest)."""
-    buffer = io.StringIO()
-    for point_id, number, text, flags in values:
-        buffer.write(
-            f"{point_id}\t{_copy_field(number)}\t{_copy_field(text)}\t{_copy_field(flags)}\t\\N\n"
-        )
-    for point_id, error in errors:
-        buffer.write(f"{point_id}\t\\N\t\\N\t\\N\t{_copy_field(error)}\n")
-    buffer.seek(0)
-    quote = connection.ops.quote_name
-    readings = quote(BACnetReading._meta.db_table)
-    points = quote(BACnetPoint._meta.db_table)
-    with connection.cursor() as cursor:
-        # Dropped at commit; dropped first too, for a caller's outer transaction
-        # (several cycles stored in one transaction).
-        cursor.execute("DROP TABLE IF EXISTS discovery_cycle_stage")
-        cursor.execute(
-            "CREATE TEMP TABLE discovery_cycle_stage (point_id bigint, value float8, "
-            "value_text text, status_flags integer, error text) ON COMMIT DROP"
-        )
-        cursor.cursor.copy_expert(
-            "COPY discovery_cycle_stage (point_id, value, value_text, status_flags, error) "
-            "FROM STDIN",
-            buffer,
-        )
-        # Table names come from the models; every value is a parameter.
-        cursor.execute(
-            f"INSERT INTO {readings} (point_id, timestamp, value, value_text, status_flags) "  # noqa: S608
-            "SELECT point_id, %s, value, value_text, status_flags FROM discovery_cycle_stage "
-            "WHERE error IS NULL ON CONFLICT (point_id, timestamp) DO NOTHING",
-            [timestamp],
-        )
-        cursor.execute(
-            f"UPDATE {points} AS p SET last_value = s.value, last_value_text = s.value_text, "  # noqa: S608
-            "last_status_flags = s.status_flags, last_read_at = %s, last_error = '' "
-            "FROM discovery_cycle_stage AS s WHERE p.id = s.point_id AND s.error IS NULL",
-            [now],
-        )
-        if errors:
-            cursor.execute(
-                f"UPDATE {points} AS p SET last_error = s.error, last_read_at = %s "  # noqa: S608
-                "FROM discovery_cycle_stage AS s WHERE p.id = s.point_id AND s.error IS NOT NULL",
-                [now],
-            )
-
-
-def _write_cycle_portable(
-    values: Sequence[tuple[int, float | None, str, int | None]],
-    errors: Sequence[tuple[int, str]],
-    timestamp: datetime,
-    now: datetime,
-) -> None:
-    """SQLite (the embedded mode): bulk insert, and one prepared UPDATE run per point
-    (executemany), which SQLite does fast; bulk_update's CASE WHEN does not scale."""
-    BACnetReading.objects.bulk_create(
-        [
-            BACnetReading(
-                point_id=point_id,
-                timestamp=timestamp,
-                value=number,
-                value_text=text,
-                status_flags=flags,
-            )
-            for point_id, number, text, flags in values
-        ],
-        batch_size=5000,
-        ignore_conflicts=True,
-    )
-    table = connection.ops.quote_name(BACnetPoint._meta.db_table)
-    adapt = connection.ops.adapt_datetimefield_value
-    read_at = adapt(now)
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            f"UPDATE {table} SET last_value = %s, last_value_text = %s, "  # noqa: S608
-            "last_status_flags = %s, last_read_at = %s, last_error = '' WHERE id = %s",
-            [(number, text, flags, read_at, point_id) for point_id, number, text, flags in values],
-        )
-        cursor.executemany(
-            f"UPDATE {table} SET last_error = %s, last_read_at = %s WHERE id = %s",  # noqa: S608
-            [(error, read_at, point_id) for point_id, error in errors],
-        )
 
 
 def discovered_placeholder(device: DiscoveredDevice) -> DeviceEnumeration:

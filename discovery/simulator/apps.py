@@ -10,6 +10,7 @@ network-port object, for two reasons:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Callable
@@ -109,6 +110,38 @@ class SilentASAP(ApplicationServiceAccessPoint):
         data = pdu.pduData
         if data and (data[0] >> 4) == 0:  # APDU type 0: confirmed request
             return
+        await super().confirmation(pdu)
+
+
+class FlakyASAP(ApplicationServiceAccessPoint):
+    """A device that is slow, busy or dies: it answers each confirmed request after
+    ``answer_delay_s``, ignores its first ``drop_who_is`` Who-Is, and answers nothing at
+    all (not even Who-Is) once it has taken ``silent_after`` confirmed requests (0:
+    never), as one dying in the middle of a read; with ``ignore_rpm`` it never answers
+    ReadPropertyMultiple (it times out) but answers ReadProperty."""
+
+    silent_after = 0
+    drop_who_is = 0
+    answer_delay_s = 0.0
+    ignore_rpm = False
+    _taken = 0
+    _who_is_seen = 0
+
+    async def confirmation(self, pdu: PDU) -> None:
+        if self.silent_after and self._taken >= self.silent_after:
+            return
+        data = pdu.pduData
+        if data and (data[0] >> 4) == 0:  # a confirmed request
+            self._taken += 1
+            service = data[3] if len(data) > 3 and not data[0] & 0x08 else None
+            if self.ignore_rpm and service == 14:  # ReadPropertyMultiple: never answered
+                return
+            if self.answer_delay_s:
+                await asyncio.sleep(self.answer_delay_s)
+        elif len(data) > 1 and (data[0] >> 4) == 1 and data[1] == 8:  # Who-Is
+            self._who_is_seen += 1
+            if self._who_is_seen <= self.drop_who_is:
+                return
         await super().confirmation(pdu)
 
 

@@ -88,7 +88,13 @@ _LOCATIONS = ["Building A, Floor 1", "Building A, Floor 2", "Building B, Roof", 
 
 
 def make_points(
-    count: int, *, device_instance: int, vary: bool, rng: random.Random, flags: bool
+    count: int,
+    *,
+    device_instance: int,
+    vary: bool,
+    rng: random.Random,
+    flags: bool,
+    offset: float = 0.0,
 ) -> list[PointSpec]:
     """`count` objects cycling through the six object types."""
     points: list[PointSpec] = []
@@ -109,7 +115,7 @@ def make_points(
                 f"{prefix} {label}",
                 f"{label} of device {device_instance}",
                 units=units,
-                base=base,
+                base=base + offset,
                 amplitude=amplitude,
             )
         elif object_type in ("binary-input", "binary-value"):
@@ -180,6 +186,7 @@ def plan_site(spec: SiteSpec) -> list[DeviceSpec]:
             vary=spec.vary,
             rng=rng,
             flags=spec.vary and role == NORMAL,
+            offset=spec.value_offset,
         )
         devices.append(dev)
         instance += 1

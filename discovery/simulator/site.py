@@ -67,7 +67,9 @@ class RunningSite:
     def ready_document(self) -> dict[str, Any]:
         return {
             "bbmd": self.bbmd_address,
-            "bbmd_device_instance": self.spec.bbmd_instance if self.bbmd_address else None,
+            "bbmd_device_instance": (
+                self.spec.bbmd_instance if self.bbmd_address and not self.spec.join_bbmd else None
+            ),
             "mode": self.spec.mode,
             "pid": os.getpid(),
             "vary": self.spec.vary,
@@ -106,9 +108,18 @@ def _asap_class_for(role: str) -> type:
     return apps.ApplicationServiceAccessPoint
 
 
-def build_device_app(dev: DeviceSpec) -> apps.SimApplication:
+def build_device_app(dev: DeviceSpec, spec: SiteSpec | None = None) -> apps.SimApplication:
+    asap = _asap_class_for(dev.role)
+    flaky = {
+        "silent_after": spec.silent_after if spec else 0,
+        "drop_who_is": spec.drop_who_is if spec else 0,
+        "answer_delay_s": spec.answer_delay_s if spec else 0.0,
+        "ignore_rpm": spec.ignore_rpm if spec else False,
+    }
+    if any(flaky.values()) and asap is apps.ApplicationServiceAccessPoint:
+        asap = type("Flaky", (apps.FlakyASAP,), flaky)
     return apps.build_application(
-        _app_class_for(dev.role), make_device_object(dev), dev.points, _asap_class_for(dev.role)
+        _app_class_for(dev.role), make_device_object(dev), dev.points, asap
     )
 
 
@@ -133,6 +144,16 @@ def _bind_port(host: str, port: int, what: str) -> Any:
 
 
 async def _start_loopback(site: RunningSite) -> None:
+    spec = site.spec
+    if spec.join_bbmd:
+        site.bbmd_address = spec.join_bbmd
+    else:
+        _start_bbmd(site)
+    bbmd_target = IPv4Address(site.bbmd_address)
+    await _start_loopback_devices(site, bbmd_target)
+
+
+def _start_bbmd(site: RunningSite) -> None:
     spec = site.spec
     # The BBMD's own device, with a network port in BBMD mode.
     bbmd_sock = _bind_port(spec.host, spec.bbmd_port, "the BBMD")
@@ -166,8 +187,10 @@ async def _start_loopback(site: RunningSite) -> None:
     )
     site.applications.append(bbmd_app)
     site.bbmd_address = f"{spec.host}:{bbmd_port}"
-    bbmd_target = IPv4Address(site.bbmd_address)
 
+
+async def _start_loopback_devices(site: RunningSite, bbmd_target: IPv4Address) -> None:
+    spec = site.spec
     port = spec.base_port
     router_devices: list[DeviceSpec] = []
     for dev in site.devices:
@@ -179,7 +202,7 @@ async def _start_loopback(site: RunningSite) -> None:
         if port:
             port += 1
         address = _loopback_address(spec.host, actual)
-        app = build_device_app(dev)
+        app = build_device_app(dev, spec)
         link = apps.SocketForeignLink(address, sock)
         app.nsap.bind(link, address=address)
         app.links.append(link)
@@ -317,7 +340,9 @@ async def start_site(spec: SiteSpec) -> RunningSite:
 
 def _log_started(site: RunningSite) -> None:
     spec = site.spec
-    if site.bbmd_address:
+    if site.bbmd_address and spec.join_bbmd:
+        log.info("devices registered with the running BBMD %s", site.bbmd_address)
+    elif site.bbmd_address:
         log.info(
             "BBMD %s (device %s) accepting foreign-device registrations",
             site.bbmd_address,

@@ -63,6 +63,21 @@ class SiteSpec:
     vendor_name: str = "Simulated Controls Inc."
     # Foreign-device time-to-live (seconds) the devices register with.
     fd_ttl: int = 300
+    # "host:port" of a BBMD that is already running (another site's): the devices
+    # register with it and no BBMD of this site is started. Lets a test restart a
+    # device on a new port while the network (the BBMD) stays.
+    join_bbmd: str = ""
+    # Every device stops answering anything once it has answered this many confirmed
+    # requests (0: never): a device that dies in the middle of a read.
+    silent_after: int = 0
+    # Every device ignores its first N Who-Is (a busy device dropping a broadcast).
+    drop_who_is: int = 0
+    # Every device answers each confirmed request this many seconds late (a slow one).
+    answer_delay_s: float = 0.0
+    # Every device lets ReadPropertyMultiple time out (ReadProperty is answered).
+    ignore_rpm: bool = False
+    # Added to every analog value: tells two sites' devices apart in readings.
+    value_offset: float = 0.0
 
     def validate(self) -> None:
         if self.mode not in (LOOPBACK, BRIDGE):
@@ -81,6 +96,10 @@ class SiteSpec:
                 f"BBMD instance {self.bbmd_instance} falls among the device instances "
                 f"{self.first_instance}..{last}"
             )
+        if self.silent_after < 0 or self.drop_who_is < 0 or self.answer_delay_s < 0:
+            raise ValueError("--silent-after, --drop-who-is, --answer-delay: not negative")
+        if self.join_bbmd and (self.mode != LOOPBACK or ":" not in self.join_bbmd):
+            raise ValueError("--join-bbmd wants host:port, in loopback mode")
         if self.fd_ttl < 1:
             raise ValueError("foreign-device TTL must be at least 1 s")
         for port in (self.bbmd_port, self.base_port):

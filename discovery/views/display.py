@@ -119,7 +119,17 @@ def device_properties(device: BACnetDevice) -> list[tuple[str, Any]]:
         ("Max APDU length", device.max_apdu_length),
         ("Segmentation", device.get_segmentation_display() if device.segmentation else ""),
         ("ReadPropertyMultiple", "supported" if device.supports_rpm else "not supported"),
-        ("State", "online" if device.is_online else "offline"),
+        ("State", device.state),
+        (
+            "Conflict",
+            f"also claimed by {', '.join(device.conflict_addresses)} (not read)"
+            if device.conflict_addresses
+            else "",
+        ),
+        (
+            "Earlier addresses",
+            ", ".join(f"{h['address']} (until {h['until'][:19]})" for h in device.address_history),
+        ),
         ("First seen", format_when(device.first_seen)),
         ("Last seen", format_when(device.last_seen)),
         ("Last error", device.last_error),
@@ -130,7 +140,8 @@ def device_properties(device: BACnetDevice) -> list[tuple[str, Any]]:
 def device_counts() -> dict[str, int]:
     return BACnetDevice.objects.aggregate(
         total=Count("id"),
-        online=Count("id", filter=Q(is_online=True)),
+        online=Count("id", filter=Q(is_online=True, in_fault=False)),
+        fault=Count("id", filter=Q(is_online=True, in_fault=True)),
         offline=Count("id", filter=Q(is_online=False)),
     )
 

@@ -13,8 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import json, logging, os
-from discovery.bacnet_client import _load_stack
-_load_stack()
+from discovery.bacnet_client import load_stack
+load_stack()
 from BAC0.core.utils.notes import LogList
 handlers = sum(len(logger.handlers) for logger in LogList.LOGGERS)
 print(json.dumps({

@@ -124,10 +124,71 @@ def test_nan_and_infinite_values_are_kept_as_text_not_numbers():
 
 def test_a_silent_device_is_marked_offline_with_its_reason_and_others_are_stored():
     keys = _points()
-    store_readings([DeviceReadResult(1001, error="no answer within 4 s")], keys, SEEN)
+    silent = DeviceReadResult(1001, error="no answer within 4 s", reachable=False)
+    store_readings([silent], keys, SEEN)
     device = BACnetDevice.objects.get()
-    assert not device.is_online and "no answer" in device.last_error
+    assert device.state == "offline" and "no answer" in device.last_error
     assert BACnetReading.objects.count() == 0
+
+
+def test_it_puts_a_device_that_answers_who_is_but_not_reads_in_fault():
+    keys = _points()
+    summary = store_readings([DeviceReadResult(1001, error="reads time out")], keys, SEEN)
+    device = BACnetDevice.objects.get()
+    assert (device.state, device.is_online, device.last_error) == ("fault", True, "reads time out")
+    assert summary.devices_failed == 1
+    store_readings(
+        [DeviceReadResult(1001, values=[PointValue("analog-input", 1, 1.0)])], keys, SEEN
+    )
+    device.refresh_from_db()
+    assert (device.state, device.last_error) == ("online", "")
+
+
+def test_it_counts_a_device_that_died_mid_read_as_failed_and_keeps_what_it_read():
+    keys = _points()
+    died = "device 1001 at 127.0.0.1:47809: stopped answering"
+    result = DeviceReadResult(
+        1001,
+        error=died,
+        reachable=False,
+        values=[PointValue("analog-input", 1, 21.5), PointValue("analog-input", 2, error=died)],
+    )
+    summary = store_readings([result], keys, SEEN)
+    assert (summary.devices_ok, summary.devices_failed, summary.readings) == (0, 1, 1)
+    assert summary.point_errors == 0  # the device's error, not the point's
+    device = BACnetDevice.objects.get()
+    assert device.state == "offline" and device.last_error == died
+
+
+def test_it_rebinds_a_device_that_moved_and_keeps_the_old_address_in_its_history():
+    keys = _points()
+    moved = DiscoveredDevice(1001, "127.0.0.1:48000", max_apdu=480, segmentation="no-segmentation")
+    result = DeviceReadResult(1001, moved_to=moved, values=[PointValue("analog-input", 1, 2.0)])
+    store_readings([result], keys, SEEN)
+    device = BACnetDevice.objects.get()
+    assert (device.address, device.max_apdu_length) == ("127.0.0.1:48000", 480)
+    assert [h["address"] for h in device.address_history] == ["127.0.0.1:47809"]
+    upsert_device(enumeration(address="127.0.0.1:48001"), SEEN)
+    device.refresh_from_db()
+    assert [h["address"] for h in device.address_history] == [
+        "127.0.0.1:48000",
+        "127.0.0.1:47809",
+    ]
+
+
+def test_it_lists_a_conflicting_address_on_the_device_until_a_user_resolves_it():
+    keys = _points()
+    result = DeviceReadResult(1001, error="conflict", conflict=["127.0.0.1:47809", "127.0.0.1:5"])
+    store_readings([result], keys, SEEN)
+    device = BACnetDevice.objects.get()
+    assert (device.address, device.conflict_addresses) == ("127.0.0.1:47809", ["127.0.0.1:5"])
+    store_readings(
+        [DeviceReadResult(1001, values=[PointValue("analog-input", 1, 1.0)])], keys, SEEN
+    )
+    device.refresh_from_db()
+    assert device.has_conflict  # a good cycle at the binding does not settle it
+    device.resolve_conflict()
+    assert not BACnetDevice.objects.get().has_conflict
 
 
 def test_binary_and_multi_state_readings_carry_the_devices_own_words():

@@ -135,12 +135,14 @@ def test_it_finishes_a_cycle_in_time_whatever_the_devices_do(sites):
         "device__device_instance", "object_type", "object_instance", "last_error"
     )
     assert BACnetDevice.objects.filter(device_instance__in=healthy, is_online=False).count() == 0
+    assert BACnetDevice.objects.filter(device_instance__in=healthy, in_fault=True).count() == 0
     for role in ("silent", "malformed"):
         instance = faulty.device(role)["instance"]
         assert cycle.result["device_errors"].get(str(instance)), (role, cycle.result)
 
 
-def test_it_marks_silent_and_malformed_devices_offline_with_a_reason(sites):
+def test_it_puts_silent_and_malformed_devices_in_fault_with_a_reason(sites):
+    """Both answer Who-Is but no read: not a green "online", and not "offline" either."""
     faulty = sites["faulty"]
     worker = start_database_worker("rel-offline", _env(faulty), "--no-schedule")
     try:
@@ -150,7 +152,7 @@ def test_it_marks_silent_and_malformed_devices_offline_with_a_reason(sites):
         worker.stop()
     for role in ("silent", "malformed"):
         device = BACnetDevice.objects.get(device_instance=faulty.device(role)["instance"])
-        assert (device.is_online, bool(device.last_error)) == (False, True), role
+        assert (device.state, bool(device.last_error)) == ("fault", True), role
     assert cycle.result["devices_failed"] == 2, cycle.result
 
 
@@ -163,7 +165,7 @@ def test_it_marks_two_devices_that_claim_one_instance(sites):
         addresses = {faulty.device("normal")["address"], sites["twin"].devices[0]["address"]}
         assert set(direct.result["duplicates"][str(instance)]) == addresses
         device = BACnetDevice.objects.get(device_instance=instance)
-        assert all(address in device.last_error for address in addresses), device.last_error
+        assert {device.address, *device.conflict_addresses} == addresses
     finally:
         worker.stop()
 
@@ -173,11 +175,14 @@ def test_it_keeps_the_duplicate_instance_mark_after_a_collection(sites):
     worker = start_database_worker("rel-duplicates-kept", _env(faulty), "--no-schedule")
     try:
         _survey(sites)
-        _job("collect")
+        cycle = _job("collect")
     finally:
         worker.stop()
     device = BACnetDevice.objects.get(device_instance=faulty.device("normal")["instance"])
-    assert sites["twin"].devices[0]["address"] in device.last_error
+    assert sites["twin"].devices[0]["address"] in device.conflict_addresses
+    assert cycle.result["conflicts"][str(device.device_instance)][1:] == [
+        sites["twin"].devices[0]["address"]
+    ]
 
 
 def _start_changing_site(bbmd_port: int, device_port: int, objects: int):

@@ -77,7 +77,7 @@ def test_it_counts_online_and_offline_devices_on_the_dashboard(logged_in):
     DeviceFactory.create_batch(3, is_online=True)
     DeviceFactory.create_batch(2, is_online=False)
     response = logged_in.get(reverse("discovery:dashboard"))
-    assert response.context["counts"] == {"total": 5, "online": 3, "offline": 2}
+    assert response.context["counts"] == {"total": 5, "online": 3, "fault": 0, "offline": 2}
     assert b"Start Discovery" in response.content
 
 

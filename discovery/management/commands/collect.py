@@ -43,6 +43,13 @@ class Command(BaseCommand):
         )
         for instance, error in summary["device_errors"].items():
             self.stdout.write(f"Device {instance}: {error}")
+        for instance, address in summary["devices_moved"].items():
+            self.stdout.write(f"Device {instance} moved: found and read at {address}")
+        for instance, addresses in summary["conflicts"].items():
+            self.stdout.write(
+                f"Device {instance}: duplicate instance: read at {addresses[0]} only; "
+                f"also claimed by {', '.join(addresses[1:])}"
+            )
         if summary["points"] == 0:
             raise CommandError("No enabled points: run `manage.py discover` first.")
         if summary["devices_ok"] == 0:

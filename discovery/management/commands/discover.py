@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Count, Q
 
 from discovery.bacnet_types import BACnetError
 from discovery.jobs import JobError, validate_parameters
@@ -24,7 +25,8 @@ class Command(BaseCommand):
             "--target",
             action="append",
             default=[],
-            help="Send a directed Who-Is to this address (repeatable), e.g. 192.168.2.40.",
+            help="Send a directed Who-Is to this address (repeatable): 192.168.2.40, "
+            "192.168.2.40:47809, or NET:ADDR behind a router (20:192.168.2.5, 20:0x0a).",
         )
         parser.add_argument("--timeout", type=float, help="Longest wait for I-Am answers, seconds.")
 
@@ -41,7 +43,10 @@ class Command(BaseCommand):
                 {"low": options["low"], "high": options["high"], "targets": options["target"]},
             )
         except JobError as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(
+                f"{exc} Addresses are written 192.168.1.20, 192.168.1.20:47809, or NET:ADDR "
+                "for a device behind a BACnet router (20:192.168.2.5, 20:0x0a)."
+            ) from exc
         try:
             client = get_client()
             self.stderr.write(f"BACnet client on {client.local_address}")
@@ -64,18 +69,31 @@ class Command(BaseCommand):
             )
 
     def _print(self, summary: dict[str, Any]) -> None:
+        """The devices that answered this run (points still listed by the device), then
+        the known ones that did not."""
         failed = summary["devices_failed"]
-        rows = BACnetDevice.objects.order_by("device_instance")
+        rows = (
+            BACnetDevice.objects.filter(device_instance__in=summary["answered"])
+            .annotate(listed=Count("points", filter=Q(points__missing_since__isnull=True)))
+            .order_by("device_instance")
+        )
         self.stdout.write(f"{'instance':>8}  {'address':<22} {'points':>6}  name")
-        for device in rows.filter(last_seen__isnull=False):
-            mark = (
-                "  (failed: " + failed[device.device_instance] + ")"
-                if device.device_instance in failed
-                else ""
-            )
+        for device in rows:
+            mark = ""
+            if str(device.device_instance) in failed or device.device_instance in failed:
+                reason = failed.get(str(device.device_instance)) or failed[device.device_instance]
+                mark = f"  (failed: {reason})"
+            if device.conflict_addresses:
+                mark += f"  (conflict: also at {', '.join(device.conflict_addresses)})"
             self.stdout.write(
                 f"{device.device_instance:>8}  {device.address:<22} "
-                f"{device.points.count():>6}  {device.name!r}{mark}"
+                f"{device.listed:>6}  {device.name!r}{mark}"
+            )
+        silent = summary.get("not_answered", [])
+        if silent:
+            self.stdout.write(
+                f"Known devices that did not answer: {', '.join(map(str, silent[:50]))}"
+                + (f" and {len(silent) - 50} more" if len(silent) > 50 else "")
             )
         self.stdout.write(
             f"{summary['devices_found']} devices answered ({summary['devices_new']} new), "

@@ -56,6 +56,41 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fd-ttl", type=int, default=d.fd_ttl, help="foreign-device TTL, seconds"
         )
+        parser.add_argument(
+            "--join-bbmd",
+            default="",
+            metavar="HOST:PORT",
+            help="register the devices with this running BBMD instead of starting one",
+        )
+        parser.add_argument(
+            "--silent-after",
+            type=int,
+            default=0,
+            metavar="N",
+            help="devices stop answering anything after N confirmed requests (0: never)",
+        )
+        parser.add_argument(
+            "--drop-who-is",
+            type=int,
+            default=0,
+            metavar="N",
+            help="devices ignore their first N Who-Is (a busy device dropping a broadcast)",
+        )
+        parser.add_argument(
+            "--answer-delay",
+            type=float,
+            default=0.0,
+            metavar="S",
+            help="devices answer each confirmed request S seconds late",
+        )
+        parser.add_argument(
+            "--ignore-rpm",
+            action="store_true",
+            help="devices never answer ReadPropertyMultiple (it times out); ReadProperty works",
+        )
+        parser.add_argument(
+            "--value-offset", type=float, default=0.0, help="added to every analog value"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         spec = SiteSpec(
@@ -73,6 +108,12 @@ class Command(BaseCommand):
             bbmd_instance=options["bbmd_instance"],
             name_pattern=options["name_pattern"],
             fd_ttl=options["fd_ttl"],
+            join_bbmd=options["join_bbmd"],
+            silent_after=options["silent_after"],
+            drop_who_is=options["drop_who_is"],
+            answer_delay_s=options["answer_delay"],
+            ignore_rpm=options["ignore_rpm"],
+            value_offset=options["value_offset"],
         )
         try:
             spec.validate()
