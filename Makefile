@@ -1,11 +1,12 @@
-# The README's commands live here. `make run` needs only Python 3.11+; `make test` uses
-# PostgreSQL and Redis when DATABASE_URL / REDIS_URL point at them (CI sets both).
+# The README's commands live here. `make run` needs only Python 3.11+. `make test` uses
+# PostgreSQL and Redis when DATABASE_URL / REDIS_URL point at them (CI sets both), and
+# otherwise starts throwaway ones of its own for the run (tests/servers.py).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export DEBUG ?= true
 
-.PHONY: setup run test reliability bench lint format check ci
+.PHONY: setup run test test-lab reliability bench lint typecheck format check ci
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +17,17 @@ $(BIN)/activate: requirements.txt requirements-dev.txt
 setup: $(BIN)/activate
 
 # The product on embedded defaults: SQLite, the file broker, simulated devices.
+# `make run PORT=8001` serves the web on another port.
+PORT ?= 8000
 run: setup
-	$(BIN)/python manage.py rundemo
+	$(BIN)/python manage.py rundemo --port $(PORT)
 
 test: setup
 	DEBUG=false $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite plus the tests that build a Linux bridge and a route on this host (root).
+test-lab: setup
+	BACNET_TEST_LAB=1 DEBUG=false $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Faults survived, bad input refused, nobody let in (also part of `make test`).
 reliability: setup
@@ -30,9 +37,13 @@ reliability: setup
 bench: setup
 	DEBUG=false $(BIN)/python -m bench $(BENCH_ARGS)
 
-lint: setup
+lint: setup typecheck
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+
+# mypy with the Django, DRF and Celery stubs over the product and the benchmarks.
+typecheck: setup
+	DEBUG=true $(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format .

@@ -8,6 +8,7 @@ Every variable is listed in ``.env.example`` and in the README.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -142,14 +143,22 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- REST API -------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: DRF answers a request without credentials with the first class's
+    # challenge, so it gets 401 + "WWW-Authenticate: Token" (session auth has none: 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON nested deeper than a request ever needs is a 400, not a RecursionError (500).
+    "DEFAULT_PARSER_CLASSES": [
+        "discovery.api.parsers.DepthLimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
-        "rest_framework.filters.OrderingFilter",
+        "discovery.api.filters.StrictOrderingFilter",
         "rest_framework.filters.SearchFilter",
     ],
     # Capped: a huge ?limit= is cut down to max_limit, never a slow query or a 500.
@@ -166,6 +175,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery ---------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# The longest one broker operation (connect, publish) may wait before it counts as failed.
+# Keep it above kombu's BRPOP timeout (1 s), which the consumer's socket also waits out.
+BACNET_BROKER_TIMEOUT_S = env.float("BACNET_BROKER_TIMEOUT_S", default=2.0)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 BROKER_DIR = DATA_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -183,8 +195,22 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Redis re-delivers an unacknowledged task after this long: keep every task far
     # shorter (see the time limits below), and use the same value for results.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    # Socket and connect timeouts: a broker that accepts connections but never answers
+    # (paused, disk full, packets dropped) fails a send within seconds instead of
+    # holding the web request (and the worker) until it wakes.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 3600,
+        "socket_timeout": BACNET_BROKER_TIMEOUT_S,
+        "socket_connect_timeout": BACNET_BROKER_TIMEOUT_S,
+    }
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_TIMEOUT = BACNET_BROKER_TIMEOUT_S
+# The result backend (if one is configured) is bounded the same way.
+CELERY_REDIS_SOCKET_TIMEOUT = BACNET_BROKER_TIMEOUT_S
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = BACNET_BROKER_TIMEOUT_S
+# Workers retry reaching the broker for as long as it is away (Celery's default gives
+# up after 100 attempts, about 45 minutes, and the worker exits).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 # BACnetTask rows are the record of every job; Celery results are not needed.
 CELERY_TASK_IGNORE_RESULT = True
@@ -218,7 +244,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=600
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=660)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, sending collection once per window (discovery.windows).
+CELERY_BEAT_SCHEDULER = "discovery.schedules:WindowScheduler"
 
 # --- BACnet ---------------------------------------------------------------------------
 # Logged once at start-up by DiscoveryConfig.ready(), when logging is configured.
@@ -226,7 +253,11 @@ BACNET_BACKEND, BACNET_BACKEND_REASON = detect_bacnet_backend()
 # "192.168.1.5/24", "192.168.1.5/24:47809"; empty: auto-detected from the host.
 BACNET_INTERFACE = env.str("BACNET_INTERFACE", default="")
 BACNET_PORT = env.int("BACNET_PORT", default=47808)
+# The BACnet worker's own device instance; the product keeps it and the 63 after it for
+# its processes and never stores them as devices (discovery.product_identity).
 BACNET_DEVICE_INSTANCE = env.int("BACNET_DEVICE_INSTANCE", default=3056999)
+# The instance of `manage.py discover` / `collect`; unset: chosen in that block.
+BACNET_TOOL_DEVICE_INSTANCE = env.int("BACNET_TOOL_DEVICE_INSTANCE", default=None)
 BACNET_BBMD_ADDRESS = env.str("BACNET_BBMD_ADDRESS", default="")
 BACNET_BBMD_TTL = env.int("BACNET_BBMD_TTL", default=900)
 BACNET_APDU_TIMEOUT_MS = env.int("BACNET_APDU_TIMEOUT_MS", default=3000)
@@ -237,7 +268,12 @@ BACNET_DISCOVERY_QUIET_S = env.float("BACNET_DISCOVERY_QUIET_S", default=0.5)
 BACNET_DISCOVERY_MAX_S = env.float("BACNET_DISCOVERY_MAX_S", default=5.0)
 BACNET_READ_CONCURRENCY = env.int("BACNET_READ_CONCURRENCY", default=16)
 BACNET_OFFLINE_AFTER_S = env.int("BACNET_OFFLINE_AFTER_S", default=600)
+# The collection period installed in the "Collect readings" schedule on the first migrate;
+# afterwards the schedule (admin) is the one source of truth, in both backends.
 BACNET_COLLECT_INTERVAL_S = env.int("BACNET_COLLECT_INTERVAL_S", default=60)
+# A scheduled cycle starting later than max(period, this) after its window's start is
+# skipped (recorded as a gap), not stored as that window's history.
+BACNET_COLLECT_MAX_LATE_S = env.int("BACNET_COLLECT_MAX_LATE_S", default=60)
 # How often the database-backend worker recomputes recent hourly and daily statistics.
 BACNET_ROLLUP_INTERVAL_S = env.int("BACNET_ROLLUP_INTERVAL_S", default=300)
 BACNET_WORKER_HEARTBEAT_S = env.int("BACNET_WORKER_HEARTBEAT_S", default=10)
@@ -250,7 +286,7 @@ FLOWER_URL = env.str("FLOWER_URL", default="http://localhost:5555")
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {

@@ -43,7 +43,7 @@ def update_results(path: Path, sections: dict[str, str]) -> None:
             rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S
         )
         if pattern.search(text):
-            text = pattern.sub(lambda _, b=block: b, text)
+            text = pattern.sub(block.replace("\\", "\\\\"), text)
             continue
         # Keep the parts in their usual order: insert before the first later part.
         # The hand-written analysis stays last.

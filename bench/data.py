@@ -69,11 +69,11 @@ def fill_readings(point_ids: list[int], per_point: int, end: datetime, step: tim
         cursor.execute(
             f"""
             INSERT INTO {table} (point_id, timestamp, value, value_text, status_flags)
-            SELECT p, %s::timestamptz + s * %s::interval,
+            SELECT p, %s::timestamptz + s * make_interval(secs => %s),
                    20 + 5 * sin(s / 60.0 + p) + random(), '', 0
             FROM unnest(%s::bigint[]) AS p, generate_series(0, %s - 1) AS s
             """,
-            [first, step, point_ids, per_point],
+            [first, step.total_seconds(), point_ids, per_point],
         )
         written = cursor.rowcount
     analyze(BACnetReading)

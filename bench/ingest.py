@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import itertools
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -30,7 +32,7 @@ from bench.common import (
 from bench.data import make_devices
 from discovery.bacnet_types import DeviceReadResult, PointValue
 from discovery.models import BACnetPoint, BACnetReading
-from discovery.services.storage import store_readings
+from discovery.services.storage import StoredReadings, store_readings
 
 TITLE = "Ingest: readings stored per second"
 POINTS_PER_DEVICE = 100
@@ -60,11 +62,23 @@ class Cycles:
         return list(by_device.values()), keys, next(self.times)
 
 
-def _rows(size: int, cycles: Cycles) -> tuple[list[int], object]:
+def _rows(size: int, cycles: Cycles) -> tuple[list[int], datetime]:
     return [p[0] for p in cycles.points[:size]], next(cycles.times)
 
 
-def _save_one_by_one(point_ids: list[int], at: object) -> int:
+def _on_rows(store: Callable[[list[int], datetime], int], cycles: Cycles, size: int) -> int:
+    return store(*_rows(size, cycles))
+
+
+def _product_store(cycles: Cycles, size: int) -> StoredReadings:
+    return store_readings(*cycles.cycle(size))
+
+
+def _orm_store(cycles: Cycles, size: int) -> StoredReadings:
+    return candidates.store_readings_orm(*cycles.cycle(size))
+
+
+def _save_one_by_one(point_ids: list[int], at: datetime) -> int:
     for k, pk in enumerate(point_ids):
         BACnetReading(
             point_id=pk, timestamp=at, value=20.0 + (k % 97) / 10, value_text="", status_flags=0
@@ -72,7 +86,7 @@ def _save_one_by_one(point_ids: list[int], at: object) -> int:
     return len(point_ids)
 
 
-def _bulk_create(point_ids: list[int], at: object) -> int:
+def _bulk_create(point_ids: list[int], at: datetime) -> int:
     with transaction.atomic():
         BACnetReading.objects.bulk_create(
             [
@@ -91,8 +105,8 @@ def _bulk_create(point_ids: list[int], at: object) -> int:
     return len(point_ids)
 
 
-def _copy(point_ids: list[int], at: object) -> int:
-    stamp = at.isoformat()  # type: ignore[attr-defined]
+def _copy(point_ids: list[int], at: datetime) -> int:
+    stamp = at.isoformat()
     buffer = io.StringIO()
     for k, pk in enumerate(point_ids):
         buffer.write(f"{pk}\t{stamp}\t{20.0 + (k % 97) / 10!r}\t\t0\n")
@@ -122,20 +136,16 @@ def run(options: Options) -> PartResult:
     for size in sizes:
         log(f"ingest: batches of {size:,}")
         truncate(BACnetReading)
-        product = rate_stat(
-            repeat(lambda s=size: store_readings(*cycles.cycle(s)), runs, warmup=1), size
-        )
+        product = rate_stat(repeat(partial(_product_store, cycles, size), runs, warmup=1), size)
         with candidates.points_fillfactor(candidates.DEFAULT_FILLFACTOR):
-            no_hot = rate_stat(
-                repeat(lambda s=size: store_readings(*cycles.cycle(s)), runs, warmup=1), size
-            )
-        inserts = rate_stat(repeat(lambda s=size: _bulk_create(*_rows(s, cycles)), runs), size)
-        copy = rate_stat(repeat(lambda s=size: _copy(*_rows(s, cycles)), runs), size)
+            no_hot = rate_stat(repeat(partial(_product_store, cycles, size), runs, warmup=1), size)
+        inserts = rate_stat(repeat(partial(_on_rows, _bulk_create, cycles, size), runs), size)
+        copy = rate_stat(repeat(partial(_on_rows, _copy, cycles, size), runs), size)
         slice_ = min(size, SAVE_SLICE)
         few = max(3, runs // 2)
-        save = rate_stat(repeat(lambda s=slice_: _save_one_by_one(*_rows(s, cycles)), few), slice_)
+        save = rate_stat(repeat(partial(_on_rows, _save_one_by_one, cycles, slice_), few), slice_)
         orm = rate_stat(
-            repeat(lambda s=slice_: candidates.store_readings_orm(*cycles.cycle(s)), few),
+            repeat(partial(_orm_store, cycles, slice_), few),
             slice_,
         )
         label = f"batch {thousands(size)}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -138,12 +139,12 @@ def run(options: Options) -> PartResult:
     client = _client()
     for page in _pages(point_id, middle):
         log(f"pages: {page.name}")
-        server = repeat(lambda url=page.url: _get(client, url), runs, warmup=2)
+        server = repeat(partial(_get, client, page.url), runs, warmup=2)
         statements = _queries(client, page.url)
         fewer = _queries(client, page.fewer_rows_url)
         # Session and user lookups are the app's too, but they are replayed: the
         # baseline is every statement the request sent.
-        raw = repeat(lambda s=statements: _replay(s), runs, warmup=1)
+        raw = repeat(partial(_replay, statements), runs, warmup=1)
         server_stat = seconds_stat(server)
         constant = len(statements) == len(fewer)
         result.rows.append(

@@ -66,6 +66,8 @@ def python_rollup(start: datetime, end: datetime) -> int:
         .iterator(chunk_size=20_000)
     )
     for point_id, moment, value in rows:
+        if value is None:  # excluded by the query; says so to the type checker
+            continue
         key = (point_id, moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
         bucket = buckets.get(key)
         if bucket is None:

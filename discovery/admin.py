@@ -63,7 +63,17 @@ class StatAdmin(admin.ModelAdmin):
 
 @admin.register(BACnetTask)
 class BACnetTaskAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "status", "trigger", "backend", "created_at", "worker_name"]
+    list_display = [
+        "id",
+        "kind",
+        "status",
+        "summary",
+        "failed_devices",
+        "trigger",
+        "backend",
+        "created_at",
+        "worker_name",
+    ]
     list_filter = ["kind", "status", "trigger", "backend"]
     readonly_fields = ["created_at", "started_at", "heartbeat_at", "completed_at"]
 

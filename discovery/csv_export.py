@@ -15,6 +15,9 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
+from django.utils import timezone
+
+from discovery.models import BACnetDevice, StatusFlags
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 CHUNK_SIZE = 2000
@@ -29,6 +32,7 @@ HEADER = [
     "value_text",
     "units",
     "status_flags",
+    "status_flag_names",
 ]
 _COLUMNS = [
     "timestamp",
@@ -62,7 +66,11 @@ def reading_rows(readings: QuerySet) -> Iterator[list[Any]]:
     rows = readings.order_by("timestamp", "point_id").values_list(*_COLUMNS)
     for row in rows.iterator(chunk_size=CHUNK_SIZE):
         timestamp, *rest = row
-        yield [timestamp.isoformat(), *(neutralise(cell) for cell in rest)]
+        # The bit mask means nothing in a spreadsheet: its flags are named beside it.
+        names = ";".join(StatusFlags.flag_names(rest[-1]))
+        # In the site's zone (TIME_ZONE), with its offset: what the pages show.
+        local = timezone.localtime(timestamp).isoformat()
+        yield [local, *(neutralise(cell) for cell in rest), names]
 
 
 def csv_lines(rows: Iterable[list[Any]]) -> Iterator[str]:
@@ -78,3 +86,20 @@ def readings_csv_response(readings: QuerySet, filename: str) -> StreamingHttpRes
     )
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def export_filename(selected: dict[str, Any]) -> str:
+    """``readings-device-5-point-12.csv``: a device is named by its BACnet instance, as
+    on the pages, whether it was chosen by instance or by database id."""
+    parts = []
+    instance = selected.get("device_instance")
+    if instance is None and selected.get("device") is not None:
+        found = BACnetDevice.objects.filter(pk=selected["device"]).values_list(
+            "device_instance", flat=True
+        )
+        instance = found.first()
+    if instance is not None:
+        parts.append(f"device-{int(instance)}")
+    if selected.get("point") is not None:
+        parts.append(f"point-{int(selected['point'])}")
+    return "-".join(["readings", *parts]) + ".csv"

@@ -11,12 +11,21 @@ import logging
 import signal
 import threading
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, close_old_connections
+from django.utils import timezone
 
 from discovery.events import JOB_WAITING, Listener, notify_supported
+from discovery.windows import (
+    collection_enabled,
+    collection_period_s,
+    record_disabled_windows,
+    warn_if_period_differs,
+    window_start,
+)
 from discovery.worker import (
     become_bacnet_worker,
     claim_next,
@@ -50,6 +59,8 @@ class DatabaseWorker:
         self.stopping = False
         self._due: dict[str, float] = {}
         self._listener: Listener | None = None
+        self._window: datetime | None = None
+        self._next_window_at: float | None = None
 
     def request_stop(self, *_: Any) -> None:
         log.info("Worker %s stopping after the current job", self.name)
@@ -69,22 +80,45 @@ class DatabaseWorker:
             sweep_jobs()
         if not self.schedule:
             return
-        if self._every("collect", min(settings.BACNET_COLLECT_INTERVAL_S, 60)):
-            scheduled_collection("database")
+        self.open_due_window()
         if self._every("rollups", settings.BACNET_ROLLUP_INTERVAL_S):
             calculate_hourly_stats()
             calculate_daily_stats()
+
+    def open_due_window(self) -> None:
+        """Open the current collection window once, when it starts (absolute windows:
+        no drift, whatever the jobs took). Windows missed while a job ran are recorded
+        as gaps by ``open_window``."""
+        period = collection_period_s()
+        now = timezone.now()
+        current = window_start(now, period)
+        self._next_window_at = (
+            time.time() + (current + timedelta(seconds=period) - now).total_seconds()
+        )
+        if current == self._window:
+            return
+        self._window = current
+        if collection_enabled():
+            scheduled_collection("database", now, start=current, period_s=period)
+        else:
+            record_disabled_windows(now)
+
+    def _wait_s(self) -> float:
+        """Sleep until the next window at the latest (and at most the poll period)."""
+        if not self.schedule or self._next_window_at is None:
+            return self.poll_s
+        return max(0.0, min(self.poll_s, self._next_window_at - time.time()))
 
     def _wait(self) -> None:
         if self._listener is None and notify_supported():
             self._listener = Listener([JOB_WAITING])
             return  # LISTEN first, then look at the table again: nothing is missed
         if self._listener is not None:
-            self._listener.wait(self.poll_s)
+            self._listener.wait(self._wait_s())
         else:
-            deadline = time.monotonic() + self.poll_s
+            deadline = time.monotonic() + self._wait_s()
             while not self.stopping and time.monotonic() < deadline:
-                time.sleep(0.1)
+                time.sleep(0.05)
 
     def step(self) -> bool:
         """Periodic work, then one job if there is one. True if a job ran."""
@@ -101,6 +135,7 @@ class DatabaseWorker:
                 signal.signal(sig, self.request_stop)
         interface = _client_interface()
         become_bacnet_worker(self.name, "database", interface)
+        warn_if_period_differs()
         backoff = 1.0
         try:
             while not self.stopping:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import select
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 
 from django.db import connection
 
@@ -73,7 +73,7 @@ class Listener:
             self._conn.close()
 
 
-def task_changes(timeout_s: float = 15.0) -> Iterator[list[int]]:
+def task_changes(timeout_s: float = 15.0) -> Generator[list[int], None, None]:
     """Yield lists of ``BACnetTask`` ids as they change; ``[]`` after each quiet
     ``timeout_s`` so a streaming response can send a keep-alive. Runs until closed."""
     if notify_supported():

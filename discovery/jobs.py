@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -42,31 +43,39 @@ def _instance(value: Any, name: str) -> int:
     return number
 
 
+# ASCII digits only: str.isdigit() accepts "²" and other Unicode digits that int()
+# refuses, and no network number or port has more than five digits.
+_NUMBER = re.compile(r"[0-9]{1,5}")
+MAX_ADDRESS_LENGTH = 64
+
+
 def validate_address(text: str) -> str:
     """Check a BACnet/IP address as users type it: ``192.168.1.20``, ``192.168.1.20:47809``
     or ``NET:ADDR`` behind a router (``20:192.168.2.5``, ``20:0x0a``)."""
     text = str(text).strip()
+    if len(text) > MAX_ADDRESS_LENGTH:
+        raise JobError(f"{text[:64]!r}...: an address is at most {MAX_ADDRESS_LENGTH} characters.")
     parts = text.split(":")
     if len(parts) >= 2 and parts[0].isdigit():  # a network number first: NET:ADDR
-        if not 1 <= int(parts[0]) <= 65534:
-            raise JobError(f"{text[:64]!r}: a BACnet network number is 1-65534.")
+        if not _NUMBER.fullmatch(parts[0]) or not 1 <= int(parts[0]) <= 65534:
+            raise JobError(f"{text!r}: a BACnet network number is 1-65534.")
         rest = ":".join(parts[1:])
         if "." in rest:
             validate_address(rest)
         elif not rest or len(rest) > 20:
-            raise JobError(f"{text[:64]!r} is not a valid NET:ADDR address.")
+            raise JobError(f"{text!r} is not a valid NET:ADDR address.")
         return text
     if len(parts) > 2:
-        raise JobError(f"{text[:64]!r} is not a BACnet/IP address (e.g. 192.168.1.20:47808).")
+        raise JobError(f"{text!r} is not a BACnet/IP address (e.g. 192.168.1.20:47808).")
     try:
         ipaddress.IPv4Address(parts[0])
     except ValueError:
         raise JobError(
-            f"{text[:64]!r} is not a BACnet/IP address (expected e.g. 192.168.1.20 "
+            f"{text!r} is not a BACnet/IP address (expected e.g. 192.168.1.20 "
             "or 192.168.1.20:47808)."
         ) from None
-    if len(parts) == 2 and not (parts[1].isdigit() and 1 <= int(parts[1]) <= 65535):
-        raise JobError(f"{text[:64]!r} has an invalid UDP port.")
+    if len(parts) == 2 and not (_NUMBER.fullmatch(parts[1]) and 1 <= int(parts[1]) <= 65535):
+        raise JobError(f"{text!r} has an invalid UDP port.")
     return text
 
 
@@ -116,6 +125,7 @@ def validate_parameters(kind: str, parameters: dict[str, Any] | None) -> dict[st
             if not isinstance(instances, list):
                 raise JobError("device_instances must be a list of device instances.")
             cleaned["device_instances"] = [_instance(i, "device instance") for i in instances]
+            _require_known_devices(cleaned["device_instances"])
     else:
         if "device_instance" not in parameters:
             raise JobError("enumerate needs device_instance.")
@@ -129,10 +139,17 @@ def validate_parameters(kind: str, parameters: dict[str, Any] | None) -> dict[st
     return cleaned
 
 
-def cycle_start(now: datetime, period_s: int) -> datetime:
-    """The start of the collection cycle that ``now`` falls in (UTC, whole periods)."""
-    epoch = int(now.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % max(period_s, 1), tz=UTC)
+def _require_known_devices(instances: list[int]) -> None:
+    """A collection of devices nobody has discovered would read nothing: say so."""
+    known = set(
+        BACnetDevice.objects.filter(device_instance__in=instances).values_list(
+            "device_instance", flat=True
+        )
+    )
+    unknown = sorted(set(instances) - known)
+    if unknown:
+        listed = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        raise JobError(f"No known device has instance {listed}: discover it first.")
 
 
 def request_job(
@@ -175,19 +192,35 @@ def request_job(
     publish_task_change(task.pk)
     transaction.on_commit(lambda: chosen.dispatch(task.pk))
     log.info("Job %s requested (%s, backend %s)", task.pk, kind, chosen.name)
+    if not transaction.get_connection().in_atomic_block:
+        # Dispatch ran already (no transaction to wait for): the caller's answer says
+        # whether the job reached the broker or waits for the sweeper.
+        task.refresh_from_db()
     return task
+
+
+def delivery(task: BACnetTask) -> str:
+    """``sent``: handed to the backend (the broker, or the database queue); ``waiting``:
+    pending but not sent yet (broker unreachable), the sweeper sends it once it is back;
+    ``done``: no longer pending."""
+    if task.status != BACnetTask.Status.PENDING:
+        return "done"
+    return "sent" if task.dispatched_at else "waiting"
 
 
 def task_status(task: BACnetTask) -> dict[str, Any]:
     """The JSON shape of seed 001's task-status API."""
 
+    from discovery.outcomes import outcome_api_fields
+
     def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
+        return timezone.localtime(value).isoformat() if value else None
 
     return {
         "id": task.pk,
         "kind": task.kind,
         "status": task.status,
+        **outcome_api_fields(task),
         "trigger": task.trigger,
         "backend": task.backend,
         "parameters": task.parameters,
@@ -200,6 +233,8 @@ def task_status(task: BACnetTask) -> dict[str, Any]:
         "completed_at": iso(task.completed_at),
         "worker_name": task.worker_name,
         "attempts": task.attempts,
+        "delivery": delivery(task),
+        "window_start": iso(task.window_start),
     }
 
 

@@ -62,6 +62,8 @@ class BACnetDevice(models.Model):
     address_history = models.JSONField(default=list, blank=True)
 
     class Meta:
+        verbose_name = "BACnet device"
+        verbose_name_plural = "BACnet devices"
         ordering = ["device_instance"]
         constraints = [
             models.CheckConstraint(
@@ -141,6 +143,8 @@ class BACnetPoint(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = "BACnet point"
+        verbose_name_plural = "BACnet points"
         ordering = ["device_id", "object_type", "object_instance"]
         constraints = [
             models.UniqueConstraint(
@@ -189,6 +193,8 @@ class BACnetReading(models.Model):
     status_flags = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "BACnet reading"
+        verbose_name_plural = "BACnet readings"
         constraints = [
             # Also the (point, time) index that serves a point's trend and the rollups.
             models.UniqueConstraint(
@@ -238,9 +244,17 @@ class StatBase(models.Model):
 class BACnetHourlyStat(StatBase):
     """Hourly statistics, upserted by ``calculate_hourly_stats``."""
 
+    class Meta(StatBase.Meta):
+        verbose_name = "BACnet hourly statistic"
+        verbose_name_plural = "BACnet hourly statistics"
+
 
 class BACnetDailyStat(StatBase):
     """Daily statistics, upserted by ``calculate_daily_stats``."""
+
+    class Meta(StatBase.Meta):
+        verbose_name = "BACnet daily statistic"
+        verbose_name_plural = "BACnet daily statistics"
 
 
 class BACnetTask(models.Model):
@@ -248,9 +262,11 @@ class BACnetTask(models.Model):
 
     States: ``pending`` (created; handed to the backend after commit) -> ``running``
     (claimed by a worker: ``worker_name``, ``started_at``, ``heartbeat_at``) ->
-    ``completed`` (``result``) or ``failed`` (``error_message``). A running job whose
-    heartbeat goes stale (its worker died) goes back to ``pending`` until
-    ``attempts`` reaches the limit, then to ``failed`` with that reason.
+    ``completed`` (``result``; ``summary`` and ``failed_devices`` say what it amounts
+    to: with failed devices it is shown as "completed with errors") or ``failed``
+    (``error_message``). A running job whose heartbeat goes stale (its worker died) goes
+    back to ``pending`` until ``attempts`` reaches the limit, then to ``failed`` with that
+    reason. A ``pending`` job can be ``cancelled``: no worker claims it then.
     """
 
     class Kind(models.TextChoices):
@@ -263,6 +279,7 @@ class BACnetTask(models.Model):
         RUNNING = "running", "Running"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Manual"
@@ -277,6 +294,10 @@ class BACnetTask(models.Model):
     result = models.JSONField(null=True, blank=True)
     progress = models.CharField(max_length=255, blank=True)
     error_message = models.TextField(blank=True)
+    # Set with the result of a completed job (discovery.outcomes.outcome_fields): the
+    # one line the lists show, and how many devices failed in it.
+    summary = models.CharField(max_length=255, blank=True)
+    failed_devices = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -290,12 +311,20 @@ class BACnetTask(models.Model):
     created_by = models.ForeignKey(
         "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Scheduled cycles: the collection window the cycle belongs to (its readings are
+    # stored at window_start) and the schedule's period when it was opened.
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_period_s = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "BACnet job"
+        verbose_name_plural = "BACnet jobs"
         ordering = ["-created_at", "-id"]
         indexes = [
             # Recent jobs of a kind and status (dashboard, jobs page).
             models.Index(fields=["kind", "status", "created_at"], name="discovery_task_kind"),
+            # The dashboard's jobs started by people, apart from the scheduled cycles.
+            models.Index(fields=["trigger", "created_at"], name="discovery_task_trigger"),
             # The database backend claims the oldest pending job.
             models.Index(
                 fields=["created_at"],
@@ -308,6 +337,12 @@ class BACnetTask(models.Model):
                 condition=Q(status="running"),
                 name="discovery_task_running",
             ),
+            # Window accounting: the latest scheduled window, windows in a time range.
+            models.Index(
+                fields=["window_start"],
+                condition=Q(window_start__isnull=False),
+                name="discovery_task_window",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -315,13 +350,40 @@ class BACnetTask(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.status in (self.Status.COMPLETED, self.Status.FAILED)
+        return self.status in (self.Status.COMPLETED, self.Status.FAILED, self.Status.CANCELLED)
 
     @property
     def duration(self) -> timedelta | None:
         if self.started_at and self.completed_at:
             return self.completed_at - self.started_at
         return None
+
+
+class CollectionGap(models.Model):
+    """A collection window that has no cycle, and why (see ``discovery.windows``).
+
+    Every window between the first scheduled cycle and the last has either a scheduled
+    ``BACnetTask`` (``window_start``) or one of these rows: counting both gives the
+    count of windows."""
+
+    class Reason(models.TextChoices):
+        WORKER_DOWN = "worker_down", "No BACnet worker was running"
+        OVERRUN = "overrun", "The worker was busy with an earlier job"
+        LATE = "late", "The cycle's message came after the window's bound"
+        DISABLED = "disabled", "Collection was disabled in the schedule"
+        NO_MESSAGE = "no_message", "Nothing opened this window (beat, broker or database down?)"
+
+    window_start = models.DateTimeField(unique=True)
+    period_s = models.PositiveIntegerField()
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    detail = models.CharField(max_length=255, blank=True)
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-window_start"]
+
+    def __str__(self) -> str:
+        return f"gap {self.window_start:%Y-%m-%d %H:%M:%S} ({self.reason})"
 
 
 class BACnetWorker(models.Model):
@@ -342,6 +404,8 @@ class BACnetWorker(models.Model):
     )
 
     class Meta:
+        verbose_name = "BACnet worker"
+        verbose_name_plural = "BACnet workers"
         ordering = ["-last_heartbeat"]
 
     def __str__(self) -> str:

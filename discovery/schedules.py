@@ -1,14 +1,20 @@
-"""Default beat schedules, installed once on migrate and editable in the admin afterwards.
+"""Default beat schedules, installed once on migrate and editable in the admin afterwards,
+and the beat scheduler that sends collection once per window.
 
 Each periodic entry expires after its own period, so a backlog (worker down for an hour)
-does not pile up sixty collection cycles for when it comes back."""
+does not pile up sixty collection cycles for when it comes back. The "Collect readings"
+entry's interval is the collection period for both backends (``discovery.windows``);
+``BACNET_COLLECT_INTERVAL_S`` is only its value on the first migrate."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery.schedules import schedstate
 from django.conf import settings
+from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
 DEFAULT_ENTRIES = ("Collect readings", "Hourly statistics", "Daily statistics", "Sweep jobs")
 
@@ -56,3 +62,62 @@ def install_default_schedules(**_: Any) -> list[str]:
         if was_created:
             created.append(name)
     return created
+
+
+# -- beat: one message per collection window ----------------------------------------------
+
+
+class WindowEntry(ModelEntry):
+    """The collection entry is due once per window, at the window's start, whenever the
+    previous message went (an interval schedule counts from the last send, and drifts)."""
+
+    def is_due(self) -> tuple[bool, float]:
+        from discovery.windows import COLLECT_TASK, window_start
+
+        run_every = getattr(self.schedule, "run_every", None)
+        if self.task != COLLECT_TASK or run_every is None or not self.model.enabled:
+            return super().is_due()
+        period = max(int(run_every.total_seconds()), 1)
+        now = datetime.now(UTC)
+        current = window_start(now, period)
+        until_next = (current + timedelta(seconds=period) - now).total_seconds()
+        last = self.last_run_at
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=UTC)
+        if last is None or last < current:
+            return schedstate(True, until_next)
+        return schedstate(False, until_next)
+
+
+class WindowScheduler(DatabaseScheduler):
+    """django-celery-beat's scheduler, with collection stamped with its window.
+
+    Each collection message carries the window it was meant for (``window_start``,
+    ``period_s``) and expires at the window's bound: however late the worker takes it,
+    it is stored as that window or skipped, never as the next one."""
+
+    Entry = WindowEntry
+
+    def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any):
+        from discovery.windows import COLLECT_TASK, late_bound_s, window_start
+
+        run_every = getattr(entry.schedule, "run_every", None)
+        if entry.task == COLLECT_TASK and run_every is not None:
+            period = max(int(run_every.total_seconds()), 1)
+            start = window_start(datetime.now(UTC), period)
+            saved = entry.kwargs, entry.options
+            # Entries cannot be copied (their pickling needs a model): stamp this send.
+            entry.kwargs = {
+                **(entry.kwargs or {}),
+                "window_start": start.isoformat(),
+                "period_s": period,
+            }
+            entry.options = {
+                **(entry.options or {}),
+                "expires": start + timedelta(seconds=late_bound_s(period)),
+            }
+            try:
+                return super().apply_async(entry, producer, advance, **kwargs)
+            finally:
+                entry.kwargs, entry.options = saved
+        return super().apply_async(entry, producer, advance, **kwargs)

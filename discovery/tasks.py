@@ -9,14 +9,21 @@ idempotent writes make re-delivery harmless.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_revoked, worker_ready, worker_shutdown
 
 from discovery import worker
-from discovery.models import BACnetPoint
+from discovery.models import BACnetPoint, CollectionGap
 from discovery.services import rollups
+from discovery.windows import (
+    COLLECT_TASK,
+    collection_period_s,
+    record_gap,
+    warn_if_period_differs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +47,38 @@ def discover_device_points(self: Any, job_id: int) -> dict | None:
 
 
 @shared_task(name="discovery.tasks.read_device_points", bind=True)
-def read_device_points(self: Any, job_id: int | None = None) -> dict | None:
-    """One collection cycle. Beat sends it without a job id: the cycle's job row is
-    then created here, once per cycle however often the message arrives."""
+def read_device_points(
+    self: Any,
+    job_id: int | None = None,
+    window_start: str | None = None,
+    period_s: int | None = None,
+) -> dict | None:
+    """One collection cycle. Beat sends it without a job id but with the window it was
+    meant for: the window's job row is created here, once however often the message
+    arrives, and however late (within the window's bound)."""
     if job_id is None:
-        task = worker.scheduled_collection("celery")
+        start = datetime.fromisoformat(window_start) if window_start else None
+        task = worker.scheduled_collection("celery", start=start, period_s=period_s)
         if task is None:
-            log.info("This collection cycle already ran; nothing to do")
+            log.info("Collection window %s already ran or was skipped", window_start or "now")
             return None
         job_id = task.pk
     return _run(self, job_id)
+
+
+@task_revoked.connect
+def _record_expired_window(
+    sender: Any = None, request: Any = None, expired: bool = False, **_: Any
+) -> None:
+    """A collection message that expired unread (the worker was busy or down past the
+    window's bound): its window is recorded as a gap with the reason."""
+    if not expired or request is None or getattr(sender, "name", "") != COLLECT_TASK:
+        return
+    kwargs = getattr(request, "kwargs", None) or {}
+    if kwargs.get("window_start"):
+        start = datetime.fromisoformat(kwargs["window_start"])
+        period = int(kwargs.get("period_s") or 0) or collection_period_s()
+        record_gap(start, period, CollectionGap.Reason.LATE, "message expired unread")
 
 
 @shared_task(name="discovery.tasks.read_point_value", bind=True)
@@ -101,6 +130,7 @@ def _start_bacnet_worker(sender: Any, **_: Any) -> None:
     except Exception as exc:  # reported plainly; jobs will fail with the same reason
         log.error("BACnet client did not start: %s", exc)
     worker.become_bacnet_worker(sender.hostname, "celery", interface)
+    warn_if_period_differs()
     worker.sweep_jobs()
 
 

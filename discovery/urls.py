@@ -19,6 +19,7 @@ urlpatterns = [
     path("jobs/table/", jobs.job_table, name="job-table"),
     path("jobs/events/", jobs.job_events, name="job-events"),
     path("jobs/<int:pk>/", jobs.job_detail, name="job-detail"),
+    path("jobs/<int:pk>/cancel/", jobs.cancel, name="job-cancel"),
     path("export/readings.csv", exports.export_readings, name="export-readings"),
     path("healthz", health.healthz, name="healthz"),
 ]

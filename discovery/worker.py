@@ -26,9 +26,10 @@ from django.db import DatabaseError, InterfaceError, close_old_connections, tran
 from django.db.models import F
 from django.utils import timezone
 
+from discovery import windows
 from discovery.events import publish_task_change
-from discovery.jobs import cycle_start
 from discovery.models import BACnetDevice, BACnetTask, BACnetWorker
+from discovery.outcomes import outcome_fields
 
 log = logging.getLogger(__name__)
 
@@ -181,13 +182,16 @@ def set_progress(task_id: int, message: str) -> None:
     publish_task_change(task_id)
 
 
-def _finish(task_id: int, status: str, *, result: Any = None, error: str = "") -> None:
+def _finish(
+    task_id: int, status: str, *, result: Any = None, error: str = "", **outcome: Any
+) -> None:
     BACnetTask.objects.filter(pk=task_id, status=Status.RUNNING).update(
         status=status,
         result=result,
         error_message=error,
         completed_at=timezone.now(),
         progress="Completed" if status == Status.COMPLETED else "Failed",
+        **outcome,
     )
     publish_task_change(task_id)
 
@@ -216,12 +220,21 @@ def run_job(task_id: int, worker_name: str, *, claimed: BACnetTask | None = None
     if task is None:
         log.info("Job %s is not pending any more; nothing to do", task_id)
         return None
+    if windows.is_too_late(task):
+        windows.skip_late_cycle(task)
+        publish_task_change(task.pk)
+        return None
     _current_task_id = task.pk
     started = time.monotonic()
     log.info("Job %s (%s) started on %s", task.pk, task.kind, worker_name)
     try:
         result = execute(task, lambda message: set_progress(task.pk, message))
     except Exception as exc:
+        _current_task_id = None
+        if lost_database(exc):
+            # Not the job's fault: retried like a job whose worker died.
+            _retry_after_database_loss(task, exc)
+            return None
         log.warning("Job %s failed: %s", task.pk, exc)
         close_old_connections()
         _finish(task.pk, Status.FAILED, error=str(exc)[:2000] or type(exc).__name__)
@@ -229,9 +242,68 @@ def run_job(task_id: int, worker_name: str, *, claimed: BACnetTask | None = None
     finally:
         _current_task_id = None
     result.setdefault("duration_s", round(time.monotonic() - started, 3))
-    _finish(task.pk, Status.COMPLETED, result=result)
+    # The readings are committed: a database lost now must not turn the job into a
+    # retry (or a "late" skip) of work that is done. The summary line and failed-device
+    # count ("completed with errors") go with it.
+    outcome = outcome_fields(task.kind, result)
+    _with_reconnect(lambda: _finish(task.pk, Status.COMPLETED, result=result, **outcome))
     log.info("Job %s completed: %s", task.pk, result)
     return result
+
+
+def _with_reconnect(write: Callable[[], object], tries: int = 5) -> None:
+    """Run a database write, reconnecting and trying again while the database is away
+    (a few seconds, then the error goes up and the sweeper deals with the row)."""
+    for attempt in range(tries):
+        try:
+            write()
+            return
+        except (DatabaseError, InterfaceError) as exc:
+            if attempt == tries - 1 or not lost_database(exc):
+                raise
+            log.warning("Database unreachable (%s); trying again", exc)
+            close_old_connections()
+            from django.db import connection
+
+            connection.close()
+            time.sleep(min(2**attempt, 10))
+
+
+def lost_database(exc: BaseException) -> bool:
+    """True if ``exc`` (or what caused it) is the database connection going away, not an
+    error of the job itself (a constraint, bad data)."""
+    from django.db import OperationalError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OperationalError | InterfaceError):
+            return True
+        module = type(current).__module__ or ""
+        if module.startswith("psycopg") and type(current).__name__ in (
+            "OperationalError",
+            "InterfaceError",
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _retry_after_database_loss(task: BACnetTask, exc: BaseException) -> None:
+    """Put the job back (or fail it after its attempts) once the database answers again.
+    If it still does not answer, the row stays running with a heartbeat that goes stale,
+    and the sweeper (or this worker's restart) retries it."""
+    why = f"database connection lost: {str(exc).strip()[:200]}"
+    log.warning("Job %s interrupted, %s", task.pk, why)
+    close_old_connections()
+    from django.db import connection
+
+    connection.close()
+    try:
+        _with_reconnect(lambda: _retry_or_fail(task, why))
+    except (DatabaseError, InterfaceError) as again:
+        log.warning("Job %s left for the sweeper: database still unreachable (%s)", task.pk, again)
 
 
 def execute(task: BACnetTask, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -253,10 +325,18 @@ def execute(task: BACnetTask, progress: Callable[[str], None]) -> dict[str, Any]
     if task.kind == BACnetTask.Kind.ENUMERATE:
         device = BACnetDevice.objects.get(device_instance=params["device_instance"])
         return enumerate_and_store(client, device, progress)
-    cycle_at = params.get("cycle_at")
+    cycle_at = datetime.fromisoformat(params["cycle_at"]) if params.get("cycle_at") else None
+    cycle_at = cycle_at or task.created_at
+    if task.window_start is None:
+        # A requested (not scheduled) cycle run long after it was asked for is stored at
+        # the time it is actually read, not as old history (scheduled ones are skipped
+        # instead: see run_job).
+        bound = windows.late_bound_s(windows.collection_period_s())
+        if timezone.now() - cycle_at > timedelta(seconds=bound):
+            cycle_at = timezone.now().replace(microsecond=0)
     return collect_and_store(
         client,
-        cycle_at=datetime.fromisoformat(cycle_at) if cycle_at else task.created_at,
+        cycle_at=cycle_at,
         device_instances=params.get("device_instances"),
         progress=progress,
     )
@@ -265,26 +345,30 @@ def execute(task: BACnetTask, progress: Callable[[str], None]) -> dict[str, Any]
 # -- scheduled cycles and recovery ------------------------------------------------------
 
 
-def scheduled_collection(backend: str, now: datetime | None = None) -> BACnetTask | None:
-    """The pending job of this collection cycle, created once per cycle whoever asks
-    (beat, a re-delivered message, a second database worker). None if it already ran."""
+def scheduled_collection(
+    backend: str,
+    now: datetime | None = None,
+    *,
+    start: datetime | None = None,
+    period_s: int | None = None,
+) -> BACnetTask | None:
+    """The pending job of a collection window, created once per window whoever asks
+    (beat, a re-delivered message, a second database worker). ``start`` is the window
+    the message was meant for; without it, the window ``now`` falls in. None if the
+    window already ran or its bound has passed (see ``discovery.windows``)."""
     now = now or timezone.now()
-    start = cycle_start(now, settings.BACNET_COLLECT_INTERVAL_S)
-    task, _ = BACnetTask.objects.get_or_create(
-        dedupe_key=f"collect:{start.isoformat()}",
-        defaults={
-            "kind": BACnetTask.Kind.COLLECT,
-            "trigger": BACnetTask.Trigger.SCHEDULED,
-            "backend": backend,
-            "parameters": {"cycle_at": start.isoformat()},
-            "dispatched_at": now,
-        },
-    )
-    return task if task.status == Status.PENDING else None
+    period = period_s or windows.collection_period_s()
+    start = start or windows.window_start(now, period)
+    return windows.open_window(start, period, backend, now)
 
 
 def _retry_or_fail(task: BACnetTask, why: str) -> str:
-    """Put a job whose worker died back to pending, or fail it after too many attempts."""
+    """Put a job whose worker died back to pending, or fail it after too many attempts
+    (or skip it, a scheduled cycle whose window's bound has passed)."""
+    if windows.is_too_late(task):
+        windows.skip_late_cycle(task)
+        publish_task_change(task.pk)
+        return "failed"
     if task.attempts < settings.BACNET_JOB_MAX_ATTEMPTS:
         updated = BACnetTask.objects.filter(pk=task.pk, status=Status.RUNNING).update(
             status=Status.PENDING,
@@ -326,13 +410,31 @@ def sweep_jobs(now: datetime | None = None) -> dict[str, int]:
             task, f"worker {task.worker_name or '?'} sent no heartbeat since {task.heartbeat_at}"
         )
         counts[outcome] += 1
-    undelivered = BACnetTask.objects.filter(
-        status=Status.PENDING,
-        backend="celery",
-        dispatched_at__isnull=True,
-        created_at__lt=now - timedelta(seconds=5),
-    ).values_list("pk", flat=True)
+    # Scheduled cycles still waiting after their window's bound will never be run (their
+    # messages expired): record them as skipped so that the window has its reason.
+    counts["skipped"] = 0
+    for task in BACnetTask.objects.filter(status=Status.PENDING, window_start__isnull=False):
+        if windows.is_too_late(task, now):
+            windows.skip_late_cycle(task, now)
+            publish_task_change(task.pk)
+            counts["skipped"] += 1
+    counts["disabled"] = windows.record_disabled_windows(now)
+    # Oldest first, and stop at the first failure: the broker is still away, and each
+    # further try would only wait out the same timeout.
+    from discovery.backends import get_backend
+
+    undelivered = (
+        BACnetTask.objects.filter(
+            status=Status.PENDING,
+            backend="celery",
+            dispatched_at__isnull=True,
+            created_at__lt=now - timedelta(seconds=5),
+        )
+        .order_by("created_at", "id")
+        .values_list("pk", flat=True)
+    )
     for task_id in undelivered:
-        _redispatch(task_id, "celery")
         counts["redispatched"] += 1
+        if not get_backend("celery").dispatch(task_id, force=True):
+            break
     return counts

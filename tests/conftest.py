@@ -45,3 +45,12 @@ def redis_url() -> str:
 def _enforce_postgres_marker(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("postgres") and not using_postgres():
         skip_or_fail("needs PostgreSQL: set DATABASE_URL=postgres://...")
+
+
+@pytest.fixture(autouse=True)
+def _lab_only_when_asked(request: pytest.FixtureRequest) -> None:
+    """Tests that change the host's network run only when asked (make test-lab, CI)."""
+    from tests.site_fixtures import LAB_SKIP_REASON, lab_requested
+
+    if request.node.get_closest_marker("lab") and not lab_requested():
+        pytest.skip(LAB_SKIP_REASON)

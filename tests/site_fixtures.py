@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,9 +26,11 @@ from typing import Any
 
 import pytest
 
+from tests.timing import scaled
+
 REPO = Path(__file__).resolve().parent.parent
-READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
+READY_TIMEOUT_S = scaled(20.0)
+STOP_TIMEOUT_S = scaled(5.0)
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
@@ -160,6 +163,48 @@ def faulty_site() -> Iterator[SimulatedSite]:
 # ------------------------------------------------------------------ bridge lab (root)
 
 LAB_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
+LAB_LINK_PREFIX = "bnlab"
+LAB_SKIP_REASON = (
+    "changes the host's network (a bridge and a route): run `make test-lab` "
+    "or set BACNET_TEST_LAB=1"
+)
+
+
+def lab_requested() -> bool:
+    return os.environ.get("BACNET_TEST_LAB", "") not in ("", "0", "false")
+
+
+def lab_route_metric(pid: int) -> int:
+    """One blackhole route per lab, told apart by its metric: concurrent labs own theirs."""
+    return 1000 + pid % 50000
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_dead_labs(ip: Any) -> None:
+    """Remove the bridges and blackhole routes of labs whose test process is gone."""
+    live_metrics = set()
+    for line in ip("-o", "link", "show", "type", "bridge", check=False).stdout.splitlines():
+        match = re.match(rf"\d+: ({LAB_LINK_PREFIX}(\d+))[:@]", line)
+        if not match:
+            continue
+        owner = int(match.group(2))
+        if _process_alive(owner) and owner != os.getpid():
+            live_metrics.add(lab_route_metric(owner))
+        else:
+            ip("link", "del", match.group(1), check=False)
+    routes = ip("route", "show", "type", "blackhole", str(LAB_RANGE), check=False).stdout
+    for metric in re.findall(r"metric (\d+)", routes):
+        if int(metric) >= 1000 and int(metric) not in live_metrics:
+            ip("route", "del", "blackhole", str(LAB_RANGE), "metric", metric, check=False)
 
 
 @contextlib.contextmanager
@@ -168,12 +213,17 @@ def bridge_lab(devices: int = 12) -> Iterator[dict[str, Any]]:
 
     `--faults` needs 5 addresses more than the normal devices (4 faults + the router).
 
-    Root only (skips, or fails in CI, otherwise). A blackhole route covers the parts of
-    198.18.0.0/15 the lab does not use, so nothing can leave the machine. Everything is
-    removed in `finally`, whatever happens. Yields {"bridge", "prefix" ("198.18.X"),
-    "client_address" ("198.18.X.1/24"), "device_addresses"}."""
+    Root only, and only when asked (`make test-lab`, or BACNET_TEST_LAB=1; CI asks): it
+    changes the host's network. A blackhole route covers the parts of 198.18.0.0/15 the
+    lab does not use, so nothing can leave the machine. Everything is removed in
+    `finally`, whatever happens, and a lab first removes the bridges and routes of labs
+    whose process is gone (killed runs), found by their name `bnlab<pid>`. Yields
+    {"bridge", "prefix" ("198.18.X"), "client_address" ("198.18.X.1/24"),
+    "device_addresses"}."""
     from tests.conftest import skip_or_fail
 
+    if not lab_requested():
+        pytest.skip(LAB_SKIP_REASON)
     if os.geteuid() != 0:
         skip_or_fail("the bridge lab needs root")
     ip_cmd = shutil.which("ip")
@@ -182,9 +232,8 @@ def bridge_lab(devices: int = 12) -> Iterator[dict[str, Any]]:
     assert ip_cmd is not None
 
     pid = os.getpid()
-    name = f"bnlab{pid % 10000}"
-    # One metric per lab: concurrent labs each own their blackhole route.
-    metric = str(1000 + pid % 50000)
+    name = f"{LAB_LINK_PREFIX}{pid}"
+    metric = str(lab_route_metric(pid))
 
     def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -205,15 +254,15 @@ def bridge_lab(devices: int = 12) -> Iterator[dict[str, Any]]:
     if not prefix:
         raise RuntimeError("no free /24 for the bridge lab in 198.18.100.0-198.18.249.0")
 
-    # Leftovers of a crashed earlier run with the same pid: remove them first.
-    ip("link", "del", name, check=False)
+    sweep_dead_labs(ip)
     blackhole_added = False
     try:
         # The bridge's connected /24 is more specific than the blackhole, so only the
         # rest of the range is dropped.
+        # The bridge first: a concurrent lab's sweep keeps the routes of live bridges.
+        ip("link", "add", name, "type", "bridge")
         ip("route", "add", "blackhole", str(LAB_RANGE), "metric", metric)
         blackhole_added = True
-        ip("link", "add", name, "type", "bridge")
         ip("addr", "add", f"{prefix}.1/24", "brd", f"{prefix}.255", "dev", name)
         addresses = []
         for k in range(devices + 1):  # devices, then a spare (the router)

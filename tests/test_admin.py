@@ -56,3 +56,10 @@ def test_the_admin_asks_for_a_login(client):
     response = client.get(reverse("admin:index"))
     assert response.status_code == 302
     assert "/login/" in response["Location"]
+
+
+def test_it_names_the_models_as_engineers_write_bacnet(admin_client):
+    html = admin_client.get(reverse("admin:index")).content.decode()
+    assert "BACnet devices" in html
+    assert "BACnet jobs" in html
+    assert "Ba cnet" not in html

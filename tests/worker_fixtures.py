@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from tests.site_fixtures import free_udp_port
+from tests.timing import scaled
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
@@ -87,7 +88,7 @@ class Process:
         """SIGKILL: the worker dies mid-task, as in a power cut."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+            self.proc.wait(scaled(10))
 
     def stop(self, timeout_s: float = 20) -> int:
         if self.proc.poll() is None:
@@ -96,7 +97,7 @@ class Process:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(10)
+                self.proc.wait(scaled(10))
         return self.proc.returncode
 
 

@@ -8,6 +8,10 @@ from typing import Any
 import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from discovery.models import (
     BACnetDailyStat,
@@ -17,6 +21,7 @@ from discovery.models import (
     BACnetReading,
     BACnetTask,
 )
+from discovery.outcomes import Outcome, outcome_q
 
 
 class StartBeforeEndForm(forms.Form):
@@ -38,15 +43,69 @@ class StartBeforeEndForm(forms.Form):
         return cleaned
 
 
+class StrictNullBooleanField(forms.NullBooleanField):
+    """true/false (also 1/0, yes/no) or empty; anything else is an error, where Django's
+    field reads ``online=maybe`` as "no filter" and answers with everything."""
+
+    # NullBooleanSelect would turn an unknown word into "no filter" before we see it.
+    widget = forms.TextInput
+    TRUE = {"true", "1", "yes", "on"}
+    FALSE = {"false", "0", "no", "off"}
+
+    # None for empty, as NullBooleanField itself; the stubs type it as BooleanField.
+    def to_python(self, value: Any) -> bool | None:  # type: ignore[override]
+        if isinstance(value, bool):
+            return value
+        if value in (None, ""):
+            return None
+        text = str(value).strip().lower()
+        if text in self.TRUE:
+            return True
+        if text in self.FALSE:
+            return False
+        raise forms.ValidationError("Use true or false.", code="invalid")
+
+    def validate(self, value: Any) -> None:
+        pass
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictNullBooleanField
+
+
+ONLINE_CHOICES = [("", "Online and offline"), ("true", "Online"), ("false", "Offline")]
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """``ordering`` by a field the endpoint does not offer is a 400 naming the fields
+    (DRF would silently ignore it)."""
+
+    def get_ordering(self, request: Request, queryset: QuerySet, view: APIView) -> Any:
+        params = request.query_params.get(self.ordering_param)
+        if params:
+            fields = [param.strip() for param in params.split(",")]
+            valid = {
+                name for name, _ in self.get_valid_fields(queryset, view, {"request": request})
+            }
+            wrong = [f for f in fields if f.lstrip("-") not in valid]
+            if wrong:
+                raise ValidationError(
+                    {
+                        self.ordering_param: [
+                            f"Cannot order by {', '.join(wrong)}: use one of "
+                            f"{', '.join(sorted(valid))}, with - for descending."
+                        ]
+                    }
+                )
+        return super().get_ordering(request, queryset, view)
+
+
 class DeviceFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="filter_text", label="Name, vendor, model or address")
     name = django_filters.CharFilter(lookup_expr="icontains")
     vendor = django_filters.CharFilter(field_name="vendor_name", lookup_expr="icontains")
-    online = django_filters.BooleanFilter(
-        field_name="is_online",
-        widget=forms.Select(
-            choices=[("", "Online and offline"), ("true", "Online"), ("false", "Offline")]
-        ),
+    online = StrictBooleanFilter(
+        field_name="is_online", widget=forms.Select(choices=ONLINE_CHOICES)
     )
 
     class Meta:
@@ -71,12 +130,11 @@ class PointFilter(django_filters.FilterSet):
     device_instance = django_filters.NumberFilter(field_name="device__device_instance")
     object_type = django_filters.CharFilter()
     vendor = django_filters.CharFilter(field_name="device__vendor_name", lookup_expr="icontains")
-    online = django_filters.BooleanFilter(
-        field_name="device__is_online",
-        widget=forms.Select(
-            choices=[("", "Online and offline"), ("true", "Online"), ("false", "Offline")]
-        ),
+    online = StrictBooleanFilter(
+        field_name="device__is_online", widget=forms.Select(choices=ONLINE_CHOICES)
     )
+
+    polling_enabled = StrictBooleanFilter()
 
     class Meta:
         model = BACnetPoint
@@ -127,8 +185,13 @@ class DailyStatFilter(StatFilter):
 class JobFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=BACnetTask.Kind.choices)
     status = django_filters.ChoiceFilter(choices=BACnetTask.Status.choices)
+    # The status with "completed" split in two: completed_with_errors has failed devices.
+    outcome = django_filters.ChoiceFilter(choices=Outcome.CHOICES, method="filter_outcome")
     trigger = django_filters.ChoiceFilter(choices=BACnetTask.Trigger.choices)
 
     class Meta:
         model = BACnetTask
-        fields = ["kind", "status", "trigger", "backend"]
+        fields = ["kind", "status", "outcome", "trigger", "backend"]
+
+    def filter_outcome(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(outcome_q(value))

@@ -3,6 +3,7 @@ clients render them as text."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from discovery.models import (
@@ -13,8 +14,17 @@ from discovery.models import (
     BACnetReading,
     BACnetTask,
     BACnetWorker,
+    CollectionGap,
     StatusFlags,
 )
+from discovery.outcomes import (
+    Outcome,
+    job_outcome,
+    outcome_api_fields,
+    outcome_label,
+    summary_line,
+)
+from discovery.units import unit_symbol
 
 
 def status_flag_names(mask: int | None) -> list[str]:
@@ -59,7 +69,11 @@ class DeviceSerializer(serializers.ModelSerializer):
 
 
 class PointSerializer(serializers.ModelSerializer):
+    """``units`` is the BACnet name (degrees-celsius), ``units_symbol`` as engineers write
+    it (°C)."""
+
     device_instance = serializers.IntegerField(source="device.device_instance", read_only=True)
+    units_symbol = serializers.SerializerMethodField()
     status_flag_names = serializers.SerializerMethodField()
 
     class Meta:
@@ -73,6 +87,7 @@ class PointSerializer(serializers.ModelSerializer):
             "name",
             "description",
             "units",
+            "units_symbol",
             "state_texts",
             "last_value",
             "last_value_text",
@@ -83,6 +98,9 @@ class PointSerializer(serializers.ModelSerializer):
             "polling_enabled",
         ]
         read_only_fields = fields
+
+    def get_units_symbol(self, point: BACnetPoint) -> str:
+        return unit_symbol(point.units)
 
     def get_status_flag_names(self, point: BACnetPoint) -> list[str]:
         return status_flag_names(point.last_status_flags)
@@ -109,8 +127,22 @@ class DailyStatSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class FailedDeviceSerializer(serializers.Serializer):
+    device_instance = serializers.IntegerField(allow_null=True)
+    reason = serializers.CharField(help_text="In plain words, e.g. 'did not answer'.")
+    detail = serializers.CharField(help_text="The BACnet client's own text.")
+
+
 class JobSerializer(serializers.ModelSerializer):
-    """The same fields as ``discovery.jobs.task_status`` (seed 001's task-status shape)."""
+    """The same fields as ``discovery.jobs.task_status`` (seed 001's task-status shape).
+
+    ``outcome`` is the status with "completed" split: ``completed_with_errors`` when some
+    devices failed; ``summary`` is the one line the pages show."""
+
+    outcome = serializers.SerializerMethodField()
+    outcome_label = serializers.SerializerMethodField()
+    summary = serializers.SerializerMethodField()
+    failed_devices = serializers.SerializerMethodField()
 
     class Meta:
         model = BACnetTask
@@ -118,6 +150,10 @@ class JobSerializer(serializers.ModelSerializer):
             "id",
             "kind",
             "status",
+            "outcome",
+            "outcome_label",
+            "summary",
+            "failed_devices",
             "trigger",
             "backend",
             "parameters",
@@ -130,8 +166,58 @@ class JobSerializer(serializers.ModelSerializer):
             "completed_at",
             "worker_name",
             "attempts",
+            "delivery",
+            "window_start",
         ]
         read_only_fields = fields
+
+    delivery = serializers.SerializerMethodField(
+        help_text="sent: handed to the broker (or the database queue); waiting: not sent "
+        "yet (broker unreachable), the sweeper sends it when it is back; done: not pending."
+    )
+
+    def get_delivery(self, task: BACnetTask) -> str:
+        from discovery.jobs import delivery
+
+        return delivery(task)
+
+    @extend_schema_field(serializers.ChoiceField(choices=Outcome.CHOICES))
+    def get_outcome(self, task: BACnetTask) -> str:
+        return job_outcome(task)
+
+    def get_outcome_label(self, task: BACnetTask) -> str:
+        return outcome_label(task)
+
+    def get_summary(self, task: BACnetTask) -> str:
+        return summary_line(task)
+
+    @extend_schema_field(FailedDeviceSerializer(many=True))
+    def get_failed_devices(self, task: BACnetTask) -> list[dict]:
+        return outcome_api_fields(task)["failed_devices"]
+
+
+class CollectionGapSerializer(serializers.ModelSerializer):
+    """A collection window without a cycle, and why."""
+
+    class Meta:
+        model = CollectionGap
+        fields = ["window_start", "period_s", "reason", "detail", "recorded_at"]
+        read_only_fields = fields
+
+
+class WindowAccountSerializer(serializers.Serializer):
+    """Windows from the first to the last of the range, and what each had."""
+
+    hours = serializers.IntegerField()
+    period_s = serializers.IntegerField()
+    windows = serializers.IntegerField(source="account.windows")
+    with_readings = serializers.IntegerField(source="account.with_readings")
+    in_progress = serializers.IntegerField(source="account.in_progress")
+    failed = serializers.IntegerField(source="account.failed")
+    gaps = serializers.IntegerField(source="account.gaps")
+    unexplained = serializers.ListField(
+        child=serializers.DateTimeField(), source="account.unexplained"
+    )
 
 
 class JobCreateSerializer(serializers.Serializer):
@@ -159,8 +245,16 @@ class BackendStatusSerializer(serializers.Serializer):
 
 class TrendPointSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    label = serializers.CharField()
-    units = serializers.CharField()
+    # The API's key is "label", which is also an attribute of DRF's Field.
+    label = serializers.CharField()  # type: ignore[assignment]
+    units = serializers.CharField(help_text="As engineers write it: °C, %RH, kWh.")
+    units_name = serializers.CharField(help_text="The BACnet name: degrees-celsius.")
+    object_type = serializers.CharField()
+    drawn_as = serializers.ChoiceField(
+        choices=["line", "steps"], help_text="steps: a binary or multi-state point"
+    )
+    states = serializers.ListField(child=serializers.CharField())
+    first_state = serializers.IntegerField(help_text="The value of states[0] (0 or 1).")
 
 
 class TrendSerializer(serializers.Serializer):

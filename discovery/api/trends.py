@@ -21,7 +21,8 @@ from typing import Any
 
 from django.db import connection
 
-from discovery.models import BACnetHourlyStat, BACnetReading
+from discovery.models import BACnetHourlyStat, BACnetPoint, BACnetReading
+from discovery.units import unit_symbol
 
 DEFAULT_BUCKETS = 1000
 MAX_BUCKETS = 5000
@@ -34,6 +35,12 @@ _EPOCH_SQL = {
 }
 
 
+def _column(field_name: str) -> str:
+    column = getattr(BACnetReading._meta.get_field(field_name), "column", None)
+    assert isinstance(column, str), field_name
+    return column
+
+
 def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> dict[str, Any]:
     """Bucketed readings of one point in [start, end): lists ready for the chart."""
     buckets = max(1, min(int(buckets), MAX_BUCKETS))
@@ -42,9 +49,9 @@ def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> d
     meta = BACnetReading._meta
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
-    time_col = quote(meta.get_field("timestamp").column)
-    value_col = quote(meta.get_field("value").column)
-    point_col = quote(meta.get_field("point").column)
+    time_col = quote(_column("timestamp"))
+    value_col = quote(_column("value"))
+    point_col = quote(_column("point"))
     epoch = _EPOCH_SQL.get(connection.vendor, _EPOCH_SQL["postgresql"]).format(col=time_col)
     # Every identifier above comes from the model, every value is a parameter.
     sql = f"""
@@ -90,6 +97,35 @@ def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> d
         "min": [row[3] for row in rows],
         "max": [row[4] for row in rows],
         "count": [row[5] for row in rows],
+    }
+
+
+def state_names(point: BACnetPoint) -> tuple[list[str], int]:
+    """The names of a binary or multi-state point's states and the value of the first
+    (binary values count from 0, multi-state values from 1); ([], 0) for other points."""
+    texts = [str(text) for text in point.state_texts or []]
+    if point.object_type.startswith("binary"):
+        return (texts[:2] if len(texts) >= 2 else ["inactive", "active"]), 0
+    if point.object_type.startswith("multi-state"):
+        return texts, 1
+    return [], 0
+
+
+def trend_point(point: BACnetPoint) -> dict[str, Any]:
+    """What a chart needs to know of its point: label, units as engineers write them
+    (and the BACnet name), and for binary and multi-state points the state names, which
+    are drawn as steps."""
+    states, first_state = state_names(point)
+    stateful = point.object_type.startswith(("binary", "multi-state"))
+    return {
+        "id": point.pk,
+        "label": f"{point.device.name or point.device.device_instance}: {point.name or point}",
+        "units": unit_symbol(point.units),
+        "units_name": point.units,
+        "object_type": point.object_type,
+        "drawn_as": "steps" if stateful else "line",
+        "states": states,
+        "first_state": first_state,
     }
 
 

@@ -9,12 +9,14 @@ from drf_spectacular.renderers import (
     OpenApiYamlRenderer2,
 )
 from drf_spectacular.views import SpectacularAPIView
-from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
 from discovery.api import views
 from discovery.api.docs import OfflineSwaggerView
+from discovery.api.parsers import DepthLimitedJSONParser
 
 router = DefaultRouter()
 router.register("devices", views.DeviceViewSet, basename="device")
@@ -23,12 +25,21 @@ router.register("readings", views.ReadingViewSet, basename="reading")
 router.register("stats/hourly", views.HourlyStatViewSet, basename="hourly-stat")
 router.register("stats/daily", views.DailyStatViewSet, basename="daily-stat")
 router.register("jobs", views.JobViewSet, basename="job")
+router.register("collection-gaps", views.CollectionGapViewSet, basename="collection-gap")
 
 app_name = "api"
 urlpatterns = [
     path("task-status/<int:task_id>/", views.TaskStatusView.as_view(), name="task-status"),
     path("status/", views.BackendStatusView.as_view(), name="backend-status"),
-    path("auth/token/", obtain_auth_token, name="token"),
+    path("collection-windows/", views.CollectionWindowsView.as_view(), name="collection-windows"),
+    # DRF's token view names its own parsers: give it the depth-limited JSON one too.
+    path(
+        "auth/token/",
+        ObtainAuthToken.as_view(
+            parser_classes=[FormParser, MultiPartParser, DepthLimitedJSONParser]
+        ),
+        name="token",
+    ),
     path(
         "schema/",
         SpectacularAPIView.as_view(

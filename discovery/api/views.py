@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import Count
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -20,8 +21,8 @@ from rest_framework.views import APIView
 from discovery.api import filters, serializers
 from discovery.api.pagination import CappedLimitOffsetPagination, ReadingCursorPagination
 from discovery.api.ranges import RangeError, resolve_range
-from discovery.api.trends import DEFAULT_BUCKETS, downsample
-from discovery.csv_export import readings_csv_response
+from discovery.api.trends import DEFAULT_BUCKETS, downsample, trend_point
+from discovery.csv_export import export_filename, readings_csv_response
 from discovery.jobs import JobError, backend_status, request_job, task_status
 from discovery.models import (
     BACnetDailyStat,
@@ -30,7 +31,10 @@ from discovery.models import (
     BACnetPoint,
     BACnetReading,
     BACnetTask,
+    CollectionGap,
 )
+from discovery.outcomes import cancel_job, request_discovery
+from discovery.windows import recent_summary
 
 RANGE_PARAMETERS = [
     OpenApiParameter("range", str, enum=["hour", "day", "week", "month", "year", "custom"]),
@@ -41,6 +45,11 @@ RANGE_PARAMETERS = [
 
 
 class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
+    """Devices, each at ``/api/devices/<device instance>/`` as on the pages
+    (``/devices/<instance>/``): the instance is how BACnet and engineers name a device."""
+
+    lookup_field = "device_instance"
+    lookup_value_regex = r"[0-9]+"
     queryset = BACnetDevice.objects.annotate(point_count=Count("points"))
     serializer_class = serializers.DeviceSerializer
     pagination_class = CappedLimitOffsetPagination
@@ -71,14 +80,11 @@ class PointViewSet(viewsets.ReadOnlyModelViewSet):
         except ValueError:
             raise ValidationError({"detail": "buckets must be an integer."}) from None
         data = downsample(point.pk, window.start, window.end, buckets)
-        label = f"{point.device.name or point.device.device_instance}: {point.name or point}"
-        return Response(
-            {
-                **data,
-                "range": window.name,
-                "point": {"id": point.pk, "label": label, "units": point.units},
-            }
-        )
+        # The range's ends in the site's zone, like every time the API shows.
+        ends = {
+            key: timezone.localtime(getattr(window, key)).isoformat() for key in ("start", "end")
+        }
+        return Response({**data, **ends, "range": window.name, "point": trend_point(point)})
 
 
 class ReadingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -95,8 +101,11 @@ class ReadingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     @action(detail=False, methods=["get"], pagination_class=None)
     def export(self, request: Request) -> StreamingHttpResponse:
-        readings = self.filter_queryset(self.get_queryset()).select_related(None)
-        return readings_csv_response(readings, "readings.csv")
+        filterset = filters.ReadingFilter(request.query_params, queryset=self.get_queryset())
+        if not filterset.is_valid():
+            raise ValidationError(filterset.errors)
+        name = export_filename(filterset.form.cleaned_data)
+        return readings_csv_response(filterset.qs.select_related(None), name)
 
 
 class HourlyStatViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -130,18 +139,62 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         request=serializers.JobCreateSerializer, responses={201: serializers.JobSerializer}
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """201 with the new job; for a discovery while one with the same parameters is
+        pending or running, 200 with that one (two clicks make one job)."""
         incoming = serializers.JobCreateSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
+        kind, parameters = incoming.validated_data["kind"], incoming.validated_data["parameters"]
+        trigger, created = BACnetTask.Trigger.API, True
         try:
-            task = request_job(
-                incoming.validated_data["kind"],
-                incoming.validated_data["parameters"],
-                trigger=BACnetTask.Trigger.API,
-                user=request.user,
-            )
+            if kind == BACnetTask.Kind.DISCOVER:
+                task, created = request_discovery(parameters, trigger=trigger, user=request.user)
+            else:
+                task = request_job(kind, parameters, trigger=trigger, user=request.user)
         except JobError as exc:
             raise ValidationError({"detail": str(exc)}) from exc
-        return Response(task_status(task), status=status.HTTP_201_CREATED)
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(task_status(task), status=code)
+
+    @extend_schema(request=None, responses={200: serializers.JobSerializer})
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        """Cancel a pending job (409 once a worker has taken it, or it has ended)."""
+        task = self.get_object()
+        if not cancel_job(task.pk):
+            task.refresh_from_db()
+            return Response(
+                {"detail": f"Job {task.pk} is {task.status}: only a pending job can be cancelled."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        task.refresh_from_db()
+        return Response(task_status(task))
+
+
+class CollectionGapViewSet(viewsets.ReadOnlyModelViewSet):
+    """Collection windows that have no cycle, newest first, with the reason."""
+
+    queryset = CollectionGap.objects.all()
+    serializer_class = serializers.CollectionGapSerializer
+    pagination_class = CappedLimitOffsetPagination
+    filterset_fields = ["reason"]
+    ordering_fields = ["window_start"]
+
+
+class CollectionWindowsView(APIView):
+    """The window account of the last ``hours`` (default 24, at most 744)."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("hours", int)], responses=serializers.WindowAccountSerializer
+    )
+    def get(self, request: Request) -> Response:
+        try:
+            hours = int(request.query_params.get("hours", 24))
+        except ValueError:
+            raise ValidationError({"detail": "hours must be an integer."}) from None
+        if not 1 <= hours <= 744:
+            raise ValidationError({"detail": "hours must be between 1 and 744."})
+        summary = recent_summary(hours, gaps_shown=0)
+        return Response(serializers.WindowAccountSerializer(summary).data)
 
 
 class TaskStatusView(APIView):

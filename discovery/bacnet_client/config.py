@@ -50,7 +50,9 @@ class ClientConfig:
         values = {
             "interface": settings.BACNET_INTERFACE,
             "port": settings.BACNET_PORT,
-            "device_instance": settings.BACNET_DEVICE_INSTANCE,
+            # A command-line tool's own instance, set by its options; else the worker's.
+            "device_instance": getattr(settings, "BACNET_CLIENT_DEVICE_INSTANCE", None)
+            or settings.BACNET_DEVICE_INSTANCE,
             "bbmd_address": settings.BACNET_BBMD_ADDRESS,
             "bbmd_ttl": settings.BACNET_BBMD_TTL,
             "apdu_timeout_ms": settings.BACNET_APDU_TIMEOUT_MS,

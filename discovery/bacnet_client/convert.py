@@ -107,14 +107,14 @@ def convert_present_value(
         text = state_texts[index] if len(state_texts) == 2 and state_texts[index] else default
         return float(index), text
     if isinstance(value, bp.Real | bp.Double | float):
-        number = float(value)
-        if math.isnan(number):
+        real = float(value)
+        if math.isnan(real):
             return None, "nan"
-        if math.isinf(number):
-            return None, "inf" if number > 0 else "-inf"
+        if math.isinf(real):
+            return None, "inf" if real > 0 else "-inf"
         if isinstance(value, bp.Real):
-            number = shortest_float32(number)
-        return number, ""
+            real = shortest_float32(real)
+        return real, ""
     if isinstance(value, bp.Enumerated):
         return float(int(value)), enum_text(value)
     if isinstance(value, int):

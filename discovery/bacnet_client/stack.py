@@ -8,10 +8,12 @@ as ``_bp`` and reaches every bacpypes3 class through it.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
 from types import SimpleNamespace
+from typing import Any
 
 _stack_lock = threading.Lock()
 _stack: SimpleNamespace | None = None
@@ -33,19 +35,19 @@ def load_stack() -> SimpleNamespace:
         if _stack is not None:
             return _stack
         try:
-            import dotenv
+            dotenv: Any = importlib.import_module("dotenv")
         except ImportError:  # BAC0 then only prints a hint
             dotenv = None
         real_load_dotenv = dotenv.load_dotenv if dotenv else None
         if dotenv:
-            dotenv.load_dotenv = lambda *args, **kwargs: False  # type: ignore[assignment]
+            dotenv.load_dotenv = lambda *args, **kwargs: False
         try:
             import BAC0
             import BAC0.core.app.asyncApp as bac0_async_app
             from BAC0.scripts.Base import Base as Bac0Base
         finally:
             if dotenv:
-                dotenv.load_dotenv = real_load_dotenv  # type: ignore[assignment]
+                dotenv.load_dotenv = real_load_dotenv
         quiet_bac0_loggers()
         logging.getLogger("BAC0_Root").setLevel(logging.WARNING)
         # bacpypes3 logs every undecodable packet from a broken device at ERROR with a

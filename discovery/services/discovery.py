@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from discovery.bacnet_types import DeviceEnumeration, DiscoveredDevice, DiscoveryResult
 from discovery.models import BACnetDevice, BACnetPoint
+from discovery.product_identity import is_product_device
 from discovery.services.storage import (
     mark_unseen_offline,
     record_conflict,
@@ -45,6 +46,10 @@ class _Store:
 
     def __call__(self, enumeration: DeviceEnumeration) -> None:
         instance = enumeration.device.instance
+        name = enumeration.properties.name if enumeration.properties else ""
+        if is_product_device(instance, name or ""):
+            self.total -= 1  # another installation of the product, by its object name
+            return
         device, created = upsert_device(enumeration, self.seen_at)
         self.devices_new += created
         self.failed.pop(instance, None)
@@ -100,6 +105,10 @@ def discover_and_store(
     started = time.monotonic()
     progress("Sending Who-Is")
     found = client.discover(low=low, high=high, targets=list(targets))
+    # The product's own processes answer Who-Is too: they are not building devices.
+    found.devices = [d for d in found.devices if not is_product_device(d.instance)]
+    found.duplicates = {i: a for i, a in found.duplicates.items() if not is_product_device(i)}
+    found.answers = {i: a for i, a in found.answers.items() if not is_product_device(i)}
     progress(f"{len(found.devices)} devices answered; reading their properties and objects")
     bound, conflicts = bindings(found)
     store = _Store(len(bound), progress)

@@ -20,7 +20,10 @@ from django.utils import timezone
 from discovery.models import BACnetDailyStat, BACnetHourlyStat, BACnetReading
 
 Period = Literal["hour", "day"]
-STAT_MODELS = {"hour": BACnetHourlyStat, "day": BACnetDailyStat}
+STAT_MODELS: dict[str, type[BACnetHourlyStat] | type[BACnetDailyStat]] = {
+    "hour": BACnetHourlyStat,
+    "day": BACnetDailyStat,
+}
 BUCKET = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 

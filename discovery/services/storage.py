@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -40,11 +40,11 @@ def clean_text(value: object, max_length: int | None = None) -> str:
     return text[:limit]
 
 
-def _field_limit(model: type, name: str) -> int | None:
-    return model._meta.get_field(name).max_length
+def _field_limit(model: type[models.Model], name: str) -> int | None:
+    return getattr(model._meta.get_field(name), "max_length", None)
 
 
-def _clean_for(model: type, name: str, value: object) -> str:
+def _clean_for(model: type[models.Model], name: str, value: object) -> str:
     return clean_text(value, _field_limit(model, name))
 
 

@@ -67,8 +67,8 @@ class _SocketLinkMixin:
         self.server = IPv4DatagramServer(address, no_broadcast=True, bind_socket=sock)
         if address.addrBroadcastTuple != address.addrTuple:
             self.server.broadcast_address = address.addrBroadcastTuple
-        bind(self, self.codec, self.multiplexer.annexJ)  # type: ignore[arg-type]
-        bind(self.multiplexer, self.server)  # type: ignore[arg-type]
+        bind(self, self.codec, self.multiplexer.annexJ)
+        bind(self.multiplexer, self.server)
 
     def close(self) -> None:
         self.server.close()

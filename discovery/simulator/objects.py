@@ -7,6 +7,7 @@ so a reading is a deterministic function of the clock (tests can check plausibil
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bacpypes3.basetypes import EngineeringUnits, Segmentation, StatusFlags
@@ -46,10 +47,11 @@ class _PointMixin:
     """Present value from the point's function of time."""
 
     _point: PointSpec
+    get_property_type: Callable[[str], Any]  # from the bacpypes3 object class mixed in
 
     def _get_present_value(self) -> Any:
         # Typed (Real, BinaryPV, Unsigned): the encoder does not guess from Python types.
-        datatype = self.get_property_type("presentValue")  # type: ignore[attr-defined]
+        datatype = self.get_property_type("presentValue")
         return datatype(self._point.value_at(time.time()))
 
     def _set_present_value(self, value: Any) -> None:
@@ -70,33 +72,33 @@ _sf = property(_PointMixin._get_status_flags, _PointMixin._set_status_flags)
 
 
 class SimAnalogInput(_PointMixin, LocalObject, _AnalogInputObject):
-    presentValue = _pv  # type: ignore[assignment]
-    statusFlags = _sf  # type: ignore[assignment]
+    presentValue = _pv
+    statusFlags = _sf
 
 
 class SimAnalogValue(_PointMixin, LocalObject, _AnalogValueObject):
-    presentValue = _pv  # type: ignore[assignment]
-    statusFlags = _sf  # type: ignore[assignment]
+    presentValue = _pv
+    statusFlags = _sf
 
 
 class SimBinaryInput(_PointMixin, LocalObject, _BinaryInputObject):
-    presentValue = _pv  # type: ignore[assignment]
-    statusFlags = _sf  # type: ignore[assignment]
+    presentValue = _pv
+    statusFlags = _sf
 
 
 class SimBinaryValue(_PointMixin, LocalObject, _BinaryValueObject):
-    presentValue = _pv  # type: ignore[assignment]
-    statusFlags = _sf  # type: ignore[assignment]
+    presentValue = _pv
+    statusFlags = _sf
 
 
 class SimMultiStateInput(_PointMixin, LocalObject, _MultiStateInputObject):
-    presentValue = _pv  # type: ignore[assignment]
-    statusFlags = _sf  # type: ignore[assignment]
+    presentValue = _pv
+    statusFlags = _sf
 
 
 class SimMultiStateValue(_PointMixin, LocalObject, _MultiStateValueObject):
-    presentValue = _pv  # type: ignore[assignment]
-    statusFlags = _sf  # type: ignore[assignment]
+    presentValue = _pv
+    statusFlags = _sf
 
 
 _CLASSES: dict[str, type] = {
@@ -119,7 +121,7 @@ class SimDeviceObject(DeviceObject):
     _cached_object_list: Any = None
 
     @property
-    def objectList(self) -> Any:  # type: ignore[override]
+    def objectList(self) -> Any:
         if self._cached_object_list is None:
             ids = self._object_ids or [self.objectIdentifier]
             self._cached_object_list = ArrayOfObjectIdentifier(list(ids))

@@ -107,8 +107,8 @@ def make_points(
         phase = rng.uniform(0, 2 * math.pi)
         period = rng.choice([30.0, 45.0, 60.0, 90.0, 120.0])
         if object_type == "analog-input" or object_type == "analog-value":
-            templates = _ANALOG_INPUTS if object_type == "analog-input" else _ANALOG_VALUES
-            label, units, base, amplitude = templates[(inst - 1) % len(templates)]
+            analog = _ANALOG_INPUTS if object_type == "analog-input" else _ANALOG_VALUES
+            label, units, base, amplitude = analog[(inst - 1) % len(analog)]
             point = PointSpec(
                 object_type,
                 inst,
@@ -119,8 +119,8 @@ def make_points(
                 amplitude=amplitude,
             )
         elif object_type in ("binary-input", "binary-value"):
-            templates = _BINARY_INPUTS if object_type == "binary-input" else _BINARY_VALUES
-            label, inactive, active = templates[(inst - 1) % len(templates)]
+            binary = _BINARY_INPUTS if object_type == "binary-input" else _BINARY_VALUES
+            label, inactive, active = binary[(inst - 1) % len(binary)]
             point = PointSpec(
                 object_type,
                 inst,
@@ -130,10 +130,10 @@ def make_points(
                 active_text=active,
             )
         else:
-            templates = (
+            states = (
                 _MULTI_STATE_INPUTS if object_type == "multi-state-input" else _MULTI_STATE_VALUES
             )
-            label, texts = templates[(inst - 1) % len(templates)]
+            label, texts = states[(inst - 1) % len(states)]
             point = PointSpec(
                 object_type,
                 inst,

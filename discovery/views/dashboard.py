@@ -14,13 +14,21 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from discovery.api.filters import DeviceFilter
-from discovery.jobs import JobError, backend_status, request_job
+from discovery.jobs import JobError, backend_status
 from discovery.models import BACnetDevice, BACnetTask
-from discovery.views.display import device_counts, last_collection, paginate, query_without_page
+from discovery.outcomes import request_discovery
+from discovery.views.display import (
+    device_counts,
+    job_rows,
+    last_collection,
+    paginate,
+    query_without_page,
+)
 from discovery.views.forms import DiscoverForm
 
 DEVICES_PER_PAGE = 100
 RECENT_JOBS = 10
+RECENT_CYCLES = 5
 
 
 def _device_table_context(request: HttpRequest) -> dict:
@@ -37,19 +45,22 @@ def _device_table_context(request: HttpRequest) -> dict:
     }
 
 
-def _recent_jobs() -> list[BACnetTask]:
-    return list(BACnetTask.objects.all()[:RECENT_JOBS])
+def _recent_jobs() -> dict:
+    """Jobs people started apart from the scheduled cycles: one collection a minute
+    would otherwise push a discovery out of sight within minutes."""
+    jobs = BACnetTask.objects.order_by("-created_at", "-id")
+    by_people = [BACnetTask.Trigger.MANUAL, BACnetTask.Trigger.API]
+    return {
+        "jobs": job_rows(jobs.filter(trigger__in=by_people)[:RECENT_JOBS]),
+        "cycles": job_rows(jobs.filter(trigger=BACnetTask.Trigger.SCHEDULED)[:RECENT_CYCLES]),
+    }
 
 
 @login_required
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     context = _device_table_context(request)
-    context.update(
-        discover_form=DiscoverForm(),
-        jobs=_recent_jobs(),
-        backend=backend_status(),
-    )
+    context.update(_recent_jobs(), discover_form=DiscoverForm(), backend=backend_status())
     return render(request, "discovery/dashboard.html", context)
 
 
@@ -66,30 +77,37 @@ def device_table(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def recent_jobs(request: HttpRequest) -> HttpResponse:
-    return render(request, "discovery/_recent_jobs.html", {"jobs": _recent_jobs()})
+    return render(request, "discovery/_recent_jobs.html", _recent_jobs())
 
 
 @login_required
 @require_POST
 def start_discovery(request: HttpRequest) -> HttpResponse:
     form = DiscoverForm(request.POST)
-    task, error = None, ""
+    task, created, error = None, False, ""
     if form.is_valid():
         try:
-            task = request_job(BACnetTask.Kind.DISCOVER, form.job_parameters(), user=request.user)
+            # A second click while the first discovery is pending or running gets it.
+            task, created = request_discovery(
+                form.job_parameters(), trigger=BACnetTask.Trigger.MANUAL, user=request.user
+            )
         except JobError as exc:
             error = str(exc)
     else:
         error = form.error_text()
     if request.headers.get("HX-Request"):
         response = render(
-            request, "discovery/_discovery_feedback.html", {"task": task, "error": error}
+            request,
+            "discovery/_discovery_feedback.html",
+            {"task": task, "created": created, "error": error},
         )
         if task:
             response["HX-Trigger"] = "jobs-changed"
         return response
-    if task:
+    if task and created:
         messages.success(request, f"Discovery job {task.pk} requested.")
+    elif task:
+        messages.info(request, f"Discovery job {task.pk} is already {task.status}.")
     else:
         messages.error(request, f"Discovery not started: {error}")
     return redirect("discovery:dashboard")

@@ -22,9 +22,11 @@ from discovery.models import (
     BACnetPoint,
     BACnetTask,
 )
+from discovery.units import unit_symbol
 from discovery.views.display import (
     device_properties,
     format_value,
+    is_no_number,
     paginate,
     point_rows,
     query_without_page,
@@ -139,6 +141,8 @@ def point_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "point": point,
             "device": point.device,
             "value": format_value(point.last_value, point.last_value_text),
+            "no_number": is_no_number(point.last_value, point.last_value_text),
+            "units": unit_symbol(point.units),
             "window": window,
             "range_label": RANGE_LABELS[window.name],
             "range_names": list(RANGE_LABELS.items()),

@@ -7,17 +7,21 @@ import time
 from collections.abc import Iterator
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
 
 from discovery.api.filters import JobFilter
 from discovery.events import task_changes
 from discovery.jobs import backend_status
 from discovery.models import BACnetTask
-from discovery.views.display import paginate, query_without_page
+from discovery.outcomes import cancel_job, failed_devices
+from discovery.views.display import job_rows, paginate, query_without_page
+from discovery.windows import recent_summary
 
 JOBS_PER_PAGE = 50
 RETRY_MS = 3000
@@ -38,9 +42,11 @@ def _stream_max_s() -> float:
 def _job_table_context(request: HttpRequest) -> dict:
     job_filter = JobFilter(request.GET, queryset=BACnetTask.objects.all())
     shown = job_filter.qs if job_filter.is_valid() else BACnetTask.objects.all()
+    page = paginate(request, shown, JOBS_PER_PAGE)
     return {
         "filter": job_filter,
-        "page": paginate(request, shown, JOBS_PER_PAGE),
+        "page": page,
+        "rows": job_rows(page.object_list),
         "query": query_without_page(request),
     }
 
@@ -49,7 +55,13 @@ def _job_table_context(request: HttpRequest) -> dict:
 @require_GET
 def job_list(request: HttpRequest) -> HttpResponse:
     context = _job_table_context(request)
-    context.update(backend=backend_status(), flower_url=settings.FLOWER_URL)
+    # Flower shows Celery's workers and queues: with the database backend there are none.
+    flower = settings.BACNET_BACKEND == "celery"
+    context.update(
+        backend=backend_status(),
+        flower_url=settings.FLOWER_URL if flower else "",
+        windows=recent_summary(),
+    )
     return render(request, "discovery/jobs.html", context)
 
 
@@ -68,12 +80,36 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "discovery/job_detail.html",
         {
             "job": job,
+            "row": job_rows([job])[0],
+            "failed_devices": failed_devices(job.result),
             "parameters": json.dumps(job.parameters, indent=2, sort_keys=True),
             "result": json.dumps(job.result, indent=2, sort_keys=True)
             if job.result is not None
             else "",
         },
     )
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """Cancel a pending job, then go back to the page the button was on."""
+    job = get_object_or_404(BACnetTask, pk=pk)
+    if cancel_job(job.pk):
+        messages.success(request, f"Job {job.pk} cancelled.")
+    else:
+        job.refresh_from_db()
+        messages.error(
+            request,
+            f"Job {job.pk} is {job.get_status_display().lower()}: only a pending "
+            "job can be cancelled.",
+        )
+    # Back to the page the button was on (the Referer: a row may have been swapped in
+    # by htmx from a fragment URL, which is no page to return to).
+    back = request.POST.get("next") or request.headers.get("Referer", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return redirect(back)
+    return redirect("discovery:job-detail", pk=job.pk)
 
 
 def _event_stream(max_s: float, keepalive_s: float) -> Iterator[str]:

@@ -17,10 +17,11 @@ import pytest
 from discovery.bacnet_client import BACnetClient, ClientConfig
 from discovery.bacnet_types import DeviceEnumeration, DiscoveryResult
 from tests.site_fixtures import SimulatedSite, free_udp_port, start_site
+from tests.timing import scaled
 
-APDU_TIMEOUT_MS = 500
-REQUEST_DEADLINE_S = 1.5
-DEVICE_DEADLINE_S = 4.0
+APDU_TIMEOUT_MS = int(scaled(500))
+REQUEST_DEADLINE_S = scaled(1.5)
+DEVICE_DEADLINE_S = scaled(4.0)
 
 
 def fast_config(**overrides: Any) -> ClientConfig:
@@ -32,8 +33,8 @@ def fast_config(**overrides: Any) -> ClientConfig:
         "apdu_retries": 1,
         "request_deadline_s": REQUEST_DEADLINE_S,
         "device_deadline_s": DEVICE_DEADLINE_S,
-        "discovery_quiet_s": 0.5,
-        "discovery_max_s": 5.0,
+        "discovery_quiet_s": scaled(0.5),
+        "discovery_max_s": scaled(5.0),
         "read_concurrency": 8,
     }
     values.update(overrides)

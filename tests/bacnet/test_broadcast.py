@@ -9,7 +9,7 @@ from discovery.bacnet_types import DeviceTarget, PointRef
 from tests.bacnet.conftest import fast_config
 from tests.site_fixtures import bridge_lab, start_site_with_args
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 BACNET_PORT = 47808
 

@@ -196,4 +196,5 @@ def test_it_runs_beat_with_the_database_scheduler(compose: ComposeProject) -> No
     command = _command(compose.config()["services"]["beat"])
 
     assert command[:4] == ["celery", "-A", "bacnet_project", "beat"]
-    assert "django_celery_beat.schedulers:DatabaseScheduler" in command
+    # django-celery-beat's DatabaseScheduler, stamping collection with its window.
+    assert "discovery.schedules:WindowScheduler" in command

@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.deploy.conftest import FILLED_IN, REPO, ComposeProject
+from tests.timing import scaled
 
-START_DEADLINE_S = 60
+START_DEADLINE_S = scaled(20)
 
 
 def _free_tcp_port() -> int:

@@ -17,9 +17,10 @@ import pytest
 from django.conf import settings
 
 from tests.deploy.conftest import FILLED_IN, REPO, ComposeProject
+from tests.timing import scaled
 
-START_DEADLINE_S = 90
-STOP_DEADLINE_S = 60
+START_DEADLINE_S = scaled(30)
+STOP_DEADLINE_S = scaled(20)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -17,12 +17,14 @@ import pytest
 from celery import Celery
 from django.conf import settings
 
+from tests.timing import scaled
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bacnet_worker_windows.py"
 # Generous: a refused connection fails at once, the limit only catches a hang.
-CHECK_DEADLINE_S = 60
-START_DEADLINE_S = 90
-STOP_DEADLINE_S = 60
+CHECK_DEADLINE_S = scaled(20)
+START_DEADLINE_S = scaled(30)
+STOP_DEADLINE_S = scaled(20)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

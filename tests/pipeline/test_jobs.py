@@ -17,6 +17,7 @@ from discovery.events import JOB_WAITING, TASK_CHANGED, Listener
 from discovery.jobs import JobError, backend_status, request_job, task_status, validate_parameters
 from discovery.models import BACnetDevice, BACnetTask, BACnetWorker
 from discovery.worker import claim, claim_next, scheduled_collection, sweep_jobs
+from tests.timing import scaled
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +73,7 @@ def test_the_database_backend_is_woken_by_notify_only_after_commit():
             assert listener.wait(0.3) == []  # nothing before commit
         # The row's change and the wake-up are committed separately: wait for both.
         events = []
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while len(events) < 2 and time.monotonic() < deadline:
             events += listener.wait(0.5)
     finally:

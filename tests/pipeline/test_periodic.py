@@ -45,7 +45,7 @@ def test_beat_sends_collection_cycles_and_rollups_on_its_own(site, redis_url):
     PeriodicTask.objects.filter(name__in=["Collect readings", "Hourly statistics"]).update(
         interval=fast, crontab=None, expire_seconds=PERIOD_S
     )
-    env = worker_env(site, REDIS_URL=redis_url, BACNET_COLLECT_INTERVAL_S=str(PERIOD_S))
+    env = worker_env(site, REDIS_URL=redis_url)
     bacnet = start_celery_worker("bacnet-beat@localhost", "bacnet", env)
     default = start_celery_worker("default-beat@localhost", "default", env)
     beat = spawn(
@@ -65,10 +65,12 @@ def test_beat_sends_collection_cycles_and_rollups_on_its_own(site, redis_url):
 
 
 def test_the_database_worker_collects_and_rolls_up_without_beat_or_broker(site):
+    # The period is the schedule's, in this mode too (one source of truth).
+    fast, _ = IntervalSchedule.objects.get_or_create(every=PERIOD_S, period="seconds")
+    PeriodicTask.objects.filter(name="Collect readings").update(interval=fast)
     env = worker_env(
         site,
         BACNET_BACKEND="database",
-        BACNET_COLLECT_INTERVAL_S=str(PERIOD_S),
         BACNET_ROLLUP_INTERVAL_S=str(PERIOD_S),
         REDIS_URL="redis://127.0.0.1:1/0",  # no broker needed: this one is never reached
     )

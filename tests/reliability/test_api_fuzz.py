@@ -100,6 +100,16 @@ BAD_DISCOVERY_INPUT = [
     ({"targets": "x" * 9000}, "Target addresses"),
     ({"targets": "<script>alert(1)</script>"}, "not a BACnet/IP address"),
     ({"targets": "10.0.0.1\x00"}, ""),
+    # Unicode digits pass str.isdigit() but not int(): these were 500s.
+    ({"targets": "\u00b2:10.0.0.1"}, "network number"),
+    ({"targets": "10.0.0.1:\u00b2"}, "invalid UDP port"),
+    ({"targets": "\u0663:10.0.0.1"}, "network number"),
+    ({"targets": "10.0.0.1:\u0663\u0664"}, "invalid UDP port"),
+    ({"targets": "1" * 5000 + ":10.0.0.1"}, "at most 64 characters"),
+    ({"targets": "10.0.0.1:" + "9" * 5000}, "at most 64 characters"),
+    ({"targets": "20:" + "1" * 40}, "not a valid NET:ADDR"),
+    ({"low": "\u00b2"}, "Lowest instance"),
+    ({"high": "9" * 5000}, "Highest instance"),
 ]
 
 
@@ -140,3 +150,64 @@ def test_it_refuses_utc_offsets_postgresql_cannot_store_with_a_400(where, transa
     for start, status in (("2026-01-01T00:00:00+21:50", 200), ("0001-01-01T00:10:00+23:00", 400)):
         response = browser.get(path, {"start": start})
         assert response.status_code == status, (where, start, response.status_code)
+
+
+BAD_TARGETS = [
+    "\u00b2:10.0.0.1",
+    "10.0.0.1:\u00b2",
+    "\u0663\u0664:0x0a",
+    "1" * 5000 + ":10.0.0.1",
+    "10.0.0.1:" + "1" * 5000,
+    "10.0.0.1:" + "1" * 60,
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("target", BAD_TARGETS)
+def test_it_answers_unicode_digits_and_huge_numbers_in_api_targets_with_a_400(target, settings):
+    settings.BACNET_BACKEND = "database"
+    user = get_user_model().objects.create_user("operator", password="unused-password-1")
+    browser = Client(raise_request_exception=False)
+    browser.force_login(user)
+    response = browser.post(
+        reverse("api:job-list"),
+        {"kind": "discover", "parameters": {"targets": [target]}},
+        content_type="application/json",
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["detail"]
+    assert not BACnetTask.objects.exists()
+
+
+def _nested(depth: int) -> str:
+    return '{"kind": "discover", "parameters": ' + "[" * depth + "]" * depth + "}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("depth", [40, 950, 5000, 100_000])
+def test_it_answers_deeply_nested_json_with_a_400_on_jobs_and_token(depth, settings):
+    settings.BACNET_BACKEND = "database"
+    user = get_user_model().objects.create_user("operator", password="unused-password-1")
+    browser = Client(raise_request_exception=False)
+    browser.force_login(user)
+    response = browser.post(
+        reverse("api:job-list"), _nested(depth), content_type="application/json"
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert "nested deeper than" in response.json()["detail"]
+    # The token endpoint answers strangers: it must not 500 either.
+    stranger = Client(raise_request_exception=False)
+    body = '{"username": ' + "[" * depth + "]" * depth + ', "password": "x"}'
+    response = stranger.post(reverse("api:token"), body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert "nested deeper than" in response.json()["detail"]
+    assert not BACnetTask.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_still_reads_ordinary_json_and_brackets_inside_strings():
+    from discovery.api.parsers import MAX_DEPTH, json_depth
+
+    assert json_depth('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') == 1
+    assert json_depth('["\\"", [[]]]') == 3
+    assert json_depth("[" * MAX_DEPTH + "]" * MAX_DEPTH) == MAX_DEPTH

@@ -11,12 +11,13 @@ from discovery.jobs import request_job
 from discovery.models import BACnetDevice, BACnetPoint, BACnetReading, BACnetTask
 from tests.reliability.udp_tools import SlowRelay, parse_address
 from tests.site_fixtures import free_udp_port, start_site, start_site_with_args
+from tests.timing import scaled
 from tests.worker_fixtures import start_database_worker, wait_for_job, worker_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-APDU_TIMEOUT_S = 1.0
-DEVICE_DEADLINE_S = 8.0
+APDU_TIMEOUT_S = scaled(1.0)
+DEVICE_DEADLINE_S = scaled(8.0)
 # The slow device answers after most of the time a request may take.
 SLOW_DELAY_S = 0.7 * APDU_TIMEOUT_S
 # Deadline checks only, with a wide margin for a busy machine: a cycle that waited on

@@ -119,7 +119,7 @@ def test_it_escapes_hostile_strings_on_every_page(collected, browser):
 
 def test_it_serves_hostile_strings_as_json_data_in_the_api(collected, browser):
     device = collected["device"]
-    response = browser.get(reverse("api:device-detail", args=[device.pk]))
+    response = browser.get(reverse("api:device-detail", args=[device.device_instance]))
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/json")
     assert response["X-Content-Type-Options"] == "nosniff"

@@ -155,7 +155,8 @@ def test_it_keeps_answering_20_browsers_while_50_devices_are_collected():
         pages = {
             "device list": ["/", "/?online=true", "/fragments/devices/"],
             "device page": [f"/devices/{instance}/" for instance, _ in devices],
-            "device API": ["/api/devices/"] + [f"/api/devices/{pk}/" for _, pk in devices],
+            "device API": ["/api/devices/"]
+            + [f"/api/devices/{instance}/" for instance, _ in devices],
             "point page": [f"/points/{pk}/" for pk in points],
         }
         web = _start_web(port)

@@ -17,9 +17,11 @@ from django.utils import timezone
 from discovery.backends import get_backend
 from discovery.jobs import request_job
 from discovery.models import BACnetDevice, BACnetPoint, BACnetReading, BACnetTask
+from discovery.windows import window_start
 from discovery.worker import scheduled_collection
 from tests.reliability.conftest import env_int
 from tests.site_fixtures import start_site
+from tests.timing import scaled
 from tests.worker_fixtures import (
     Process,
     start_celery_worker,
@@ -33,7 +35,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(tran
 
 KILLS = env_int("REL_KILLS", 3, full=20)
 # The silent device holds each cycle for one APDU timeout: the window to kill in.
-APDU_TIMEOUT_S = 2.5
+APDU_TIMEOUT_S = scaled(2.5)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +45,20 @@ def site():
     site.stop()
 
 
+# The cycles are opened for windows minutes in the past (one per kill): allow them.
+MAX_LATE_S = 86400
+
+
+@pytest.fixture(autouse=True)
+def _old_windows_allowed(settings):
+    settings.BACNET_COLLECT_MAX_LATE_S = MAX_LATE_S
+
+
 def _env(site, backend: str, **extra: str) -> dict[str, str]:
     return worker_env(
         site,
         BACNET_BACKEND=backend,
+        BACNET_COLLECT_MAX_LATE_S=str(MAX_LATE_S),
         BACNET_APDU_TIMEOUT_MS=str(int(APDU_TIMEOUT_S * 1000)),
         BACNET_REQUEST_DEADLINE_S=str(APDU_TIMEOUT_S + 1),
         BACNET_DEVICE_DEADLINE_S="8",
@@ -99,7 +111,12 @@ def _start_cycle(worker: WorkerUnderTest, seen: set[int], cycle_at) -> BACnetTas
     if worker.backend == "celery":
         from bacnet_project.celery import app
 
-        app.send_task("discovery.tasks.read_device_points")
+        # As beat sends it: stamped with the window it is meant for.
+        start = window_start(cycle_at, 60)
+        app.send_task(
+            "discovery.tasks.read_device_points",
+            kwargs={"window_start": start.isoformat(), "period_s": 60},
+        )
 
         def new_cycle() -> BACnetTask | None:
             return (
@@ -142,8 +159,6 @@ def test_it_stores_each_cycle_once_when_the_worker_is_killed_mid_collection(site
     extra = {}
     if backend == "celery":
         extra = {"REDIS_URL": request.getfixturevalue("celery_queue")}
-        # A new cycle per beat message, however quickly the test sends them.
-        extra["BACNET_COLLECT_INTERVAL_S"] = "1"
     worker = WorkerUnderTest(
         backend, f"rel-killed-{backend}@localhost", _env(site, backend, **extra)
     )

@@ -19,7 +19,9 @@ import math
 import time
 from typing import Any
 
-DEADLINE_S = 4.0
+from tests.timing import scaled
+
+DEADLINE_S = scaled(4.0)
 
 
 def _describe(exc: BaseException) -> str:
@@ -82,12 +84,12 @@ async def run(
         else:
             await asyncio.sleep(0.5)
 
-        i_ams = await app.who_is(timeout=2)
+        i_ams = await app.who_is(timeout=scaled(2))
         result["discovered"] = sorted(
             [int(i.iAmDeviceIdentifier[1]), str(i.pduSource)] for i in i_ams
         )
         first, last = ready["devices"][0]["instance"], ready["devices"][-1]["instance"]
-        i_ams = await app.who_is(first, first, timeout=2)
+        i_ams = await app.who_is(first, first, timeout=scaled(2))
         result["ranged"] = [int(i.iAmDeviceIdentifier[1]) for i in i_ams]
         result["last_instance"] = last
 

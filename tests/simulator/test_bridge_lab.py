@@ -9,7 +9,7 @@ import pytest
 from tests.simulator.test_site import run_probe
 from tests.site_fixtures import bridge_lab, start_site_with_args
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 BACNET_PORT = 47808
 

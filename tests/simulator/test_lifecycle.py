@@ -18,6 +18,7 @@ from tests.site_fixtures import (
     start_site,
     start_site_with_args,
 )
+from tests.timing import scaled
 
 
 def _host_port(address: str) -> tuple[str, int]:
@@ -87,7 +88,7 @@ def test_it_exits_zero_on_sigint_too() -> None:
     site = start_site(devices=1, objects=1)
     try:
         site.process.send_signal(signal.SIGINT)
-        assert site.process.wait(10) == 0
+        assert site.process.wait(scaled(10)) == 0
         assert "stopping the simulated site" in site.log
     finally:
         site.stop()

@@ -49,10 +49,40 @@ def assert_json_error(response, status: int) -> dict:
     return response.json()
 
 
-def test_it_refuses_anonymous_requests_in_json():
+def test_it_refuses_anonymous_requests_with_401_and_a_challenge_in_json(db):
     anonymous = APIClient()
     for url in ENDPOINTS:
-        assert_json_error(anonymous.get(url), 403)
+        response = anonymous.get(url)
+        assert_json_error(response, 401)
+        assert response["WWW-Authenticate"] == "Token", url
+    bad_token = APIClient()
+    bad_token.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    response = bad_token.get("/api/devices/")
+    assert_json_error(response, 401)
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_it_answers_invalid_filter_values_with_400_naming_the_parameter(api, point):
+    cases = {
+        "/api/devices/?online=maybe": "online",
+        "/api/points/?online=perhaps": "online",
+        "/api/points/?polling_enabled=sometimes": "polling_enabled",
+        "/api/devices/?limit=abc": "limit",
+        "/api/devices/?limit=0": "limit",
+        "/api/jobs/?offset=-1": "offset",
+        "/api/readings/?page_size=abc": "page_size",
+        "/api/readings/?page_size=0": "page_size",
+        "/api/readings/?cursor=garbage": "cursor",
+        "/api/devices/?ordering=colour": "ordering",
+        "/api/devices/?device_instance=abc": "device_instance",
+        "/api/jobs/?outcome=exploded": "outcome",
+    }
+    for url, parameter in cases.items():
+        body = assert_json_error(api.get(url), 400)
+        assert list(body) == [parameter], (url, body)
+        assert isinstance(body[parameter], list) and body[parameter][0], (url, body)
+    assert api.get("/api/devices/?online=true&ordering=-name").status_code == 200
+    assert api.get("/api/readings/?page_size=5000").status_code == 200
 
 
 def test_it_accepts_a_token_from_the_token_endpoint(db):
@@ -82,9 +112,9 @@ def test_it_lists_and_filters_devices(api):
     assert [d["name"] for d in api.get("/api/devices/?search=heat").json()["results"]] == ["Boiler"]
 
 
-def test_it_retrieves_a_device_and_answers_404_json_for_unknown_ids(api, point):
+def test_it_retrieves_a_device_by_its_instance_and_answers_404_json_for_unknown_ones(api, point):
     device = point.device
-    body = api.get(f"/api/devices/{device.pk}/").json()
+    body = api.get(f"/api/devices/{device.device_instance}/").json()
     assert body["device_instance"] == 5
     assert body["point_count"] == 1
     assert_json_error(api.get("/api/devices/999999/"), 404)
@@ -141,7 +171,7 @@ def test_it_rejects_bad_time_ranges_with_400_json(api, point):
     )
     assert_json_error(api.get(f"/api/points/{point.pk}/trend/?buckets=lots"), 400)
     assert_json_error(api.get("/api/readings/?point=abc"), 400)
-    assert_json_error(api.get("/api/readings/?cursor=garbage"), 404)
+    assert_json_error(api.get("/api/readings/?cursor=garbage"), 400)
 
 
 def test_it_caps_huge_page_sizes_instead_of_failing(api, point):
@@ -199,7 +229,7 @@ def test_it_creates_a_discover_job_and_reports_its_status(api):
     assert api.get(f"/api/jobs/{task.pk}/").json()["id"] == task.pk
 
 
-def test_it_creates_a_collect_job(api):
+def test_it_creates_a_collect_job(api, point):
     response = api.post(
         "/api/jobs/", {"kind": "collect", "parameters": {"device_instances": [5]}}, format="json"
     )
@@ -217,6 +247,7 @@ def test_it_rejects_bad_job_requests_with_clear_400_json(api):
         {"kind": "discover", "parameters": ["low", 1]},
         {"kind": "enumerate", "parameters": {"device_instance": 424242}},
         {"kind": "enumerate", "parameters": {}},
+        {"kind": "collect", "parameters": {"device_instances": [424242]}},
     ]
     for payload in cases:
         body = assert_json_error(api.post("/api/jobs/", payload, format="json"), 400)
@@ -261,5 +292,5 @@ def test_it_enforces_csrf_for_session_authenticated_posts(user):
 
 
 def test_it_refuses_writes_to_read_only_endpoints(api, point):
-    assert_json_error(api.delete(f"/api/devices/{point.device.pk}/"), 405)
+    assert_json_error(api.delete(f"/api/devices/{point.device.device_instance}/"), 405)
     assert_json_error(api.post("/api/readings/", {}, format="json"), 405)

@@ -18,6 +18,7 @@ from discovery.jobs import request_job
 from discovery.models import BACnetDevice, BACnetPoint, BACnetReading, BACnetTask
 from tests.conftest import skip_or_fail
 from tests.site_fixtures import start_site
+from tests.timing import scaled
 from tests.web.factories import DeviceFactory, TaskFactory, UserFactory
 from tests.web.live import wait_for_streams_closed
 from tests.worker_fixtures import ARTIFACTS, start_database_worker, wait_for_job, worker_env
@@ -39,7 +40,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 DEVICES, OBJECTS = 3, 5
-UI_TIMEOUT_MS = 90_000
+UI_TIMEOUT_MS = int(scaled(30_000))
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +208,92 @@ def test_it_filters_devices_as_the_user_types(live_server, page):
     )
     assert "Boiler plant" in page.locator("#devices").inner_text()
     assert page.url.endswith("/?q=boil")
+
+
+# A device's 1,000-character unbroken model string, as stored (its column keeps 255).
+HOSTILE_MODEL = "M" * 255
+
+
+def page_scrolls_sideways(page) -> bool:
+    return page.evaluate(
+        "document.documentElement.scrollWidth > document.documentElement.clientWidth"
+    )
+
+
+def test_it_charts_a_binary_point_as_named_steps_in_the_site_zone_without_sideways_scroll(
+    live_server, page
+):
+    """GIVEN a device with a 1,000-character model name and a fan status point
+    WHEN the operator opens the main pages at 1,280 px and at 390 px
+    THEN no page scrolls sideways, the zone is shown, and the fan is charted as steps
+    between Off and On, its legend naming states, not averages."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.web.factories import PointFactory, ReadingFactory
+
+    device = DeviceFactory(name="N" * 255, model_name=HOSTILE_MODEL, description="D" * 1000)
+    fan = PointFactory(
+        device=device,
+        object_type="binary-input",
+        name="Fan status " + "F" * 240,
+        units="",
+        state_texts=["Off", "On"],
+        last_value=1.0,
+        last_value_text="On",
+    )
+    now = timezone.now()
+    for minutes in range(1, 41):
+        ReadingFactory(
+            point=fan, timestamp=now - timedelta(minutes=minutes), value=float(minutes // 10 % 2)
+        )
+    TaskFactory(progress="P" * 255, error_message="E" * 1000)
+    log_in(live_server, page)
+    page.wait_for_selector("#devices tr[data-device-instance]")
+    assert page.locator("#time-zone").inner_text() == "Times in UTC"
+    pages = ["/", f"/devices/{device.device_instance}/", "/points/", "/jobs/", f"/points/{fan.pk}/"]
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        for path in pages:
+            page.goto(live_server.url + path)
+            page.wait_for_load_state("load")
+            assert not page_scrolls_sideways(page), (width, path)
+    screenshot(page, "5-hostile-390px")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(live_server.url + f"/points/{fan.pk}/")
+    page.wait_for_selector("#trend-chart.drawn canvas")
+    chart = page.locator("#trend-chart")
+    assert chart.get_attribute("data-chart-kind") == "steps"
+    assert chart.get_attribute("data-state-names") == "Off,On"
+    legend = page.locator("#trend-chart .u-legend").inner_text()
+    assert "state" in legend
+    assert not {"average", "minimum", "maximum"} & set(legend.split())
+    assert "(UTC)" in legend
+    assert "times in UTC" in page.locator("#chart-status").inner_text()
+    # Hovering shows the state's name in the legend, not a number.
+    box = page.locator("#trend-chart .u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    value = page.locator("#trend-chart .u-legend .u-series:nth-child(2) .u-value").inner_text()
+    assert value in ("Off", "On"), value
+    assert not page_scrolls_sideways(page)
+    screenshot(page, "6-binary-steps")
+    assert page.errors == []
+
+
+def test_it_makes_one_job_of_a_double_click_and_cancels_it_from_the_dashboard(live_server, page):
+    """No worker runs here, so the discovery stays pending: a double click on Start
+    Discovery makes one job, and its Cancel button cancels it in place."""
+    log_in(live_server, page)
+    page.wait_for_selector("#start-discovery")
+    page.dblclick("#start-discovery")
+    page.wait_for_selector("#recent-jobs-table tr[data-job-id]")
+    page.wait_for_timeout(1000)  # a second request, if any, lands meanwhile
+    assert BACnetTask.objects.filter(kind=BACnetTask.Kind.DISCOVER).count() == 1
+    job = BACnetTask.objects.get(kind=BACnetTask.Kind.DISCOVER)
+    page.click(f"#job-{job.pk} [data-cancel-job]")
+    page.wait_for_selector(f"#recent-jobs-table #job-{job.pk}[data-status=cancelled]")
+    assert page.url.rstrip("/") == live_server.url
+    job.refresh_from_db()
+    assert job.status == BACnetTask.Status.CANCELLED
+    assert page.errors == []

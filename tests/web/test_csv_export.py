@@ -98,3 +98,24 @@ def test_it_rejects_a_bad_export_range_with_400_json(logged_in):
 def test_it_asks_for_a_login_before_exporting(client):
     response = client.get(reverse("discovery:export-readings"))
     assert response.status_code == 302
+
+
+def test_it_names_the_status_flags_of_each_reading(logged_in):
+    point = PointFactory()
+    ReadingFactory(point=point, value=1.0, status_flags=1 | 4)
+    header, row = rows_of(logged_in.get(reverse("discovery:export-readings"), {"point": point.pk}))
+    assert header[-2:] == ["status_flags", "status_flag_names"]
+    assert row[-2:] == ["5", "in-alarm;overridden"]
+
+
+def test_it_names_a_devices_export_by_its_instance(logged_in, api):
+    device = DeviceFactory(device_instance=4242)
+    ReadingFactory(point=PointFactory(device=device))
+    page = logged_in.get(reverse("discovery:device-detail", args=[4242])).content.decode()
+    assert "?device_instance=4242" in page
+    for response in (
+        logged_in.get(reverse("discovery:export-readings"), {"device_instance": 4242}),
+        logged_in.get(reverse("discovery:export-readings"), {"device": device.pk}),
+        api.get("/api/readings/export/", {"device": device.pk}),
+    ):
+        assert 'filename="readings-device-4242.csv"' in response["Content-Disposition"]

@@ -16,7 +16,7 @@ def test_it_generates_a_valid_schema_without_warnings(tmp_path):
     paths = set(schema["paths"])
     for expected in [
         "/api/devices/",
-        "/api/devices/{id}/",
+        "/api/devices/{device_instance}/",
         "/api/points/",
         "/api/points/{id}/trend/",
         "/api/readings/",

@@ -23,7 +23,13 @@ def add_bacnet_options(parser: ArgumentParser) -> None:
 
 
 def apply_bacnet_options(options: dict[str, Any]) -> None:
-    """Command-line values win over the environment for this process only."""
+    """Command-line values win over the environment for this process only.
+
+    The tool's client gets a device instance of its own: with the worker's, the two
+    would be one instance twice on the network (see discovery.product_identity)."""
+    from discovery.product_identity import tool_device_instance
+
+    settings.BACNET_CLIENT_DEVICE_INSTANCE = tool_device_instance()
     if options.get("interface"):
         settings.BACNET_INTERFACE = options["interface"]
     if options.get("bbmd"):

@@ -2,13 +2,21 @@
 
 SQLite and the file broker (no server), a simulated BACnet site on loopback, the BACnet
 worker for the configured backend (Celery: a solo worker on ``bacnet``, a worker on
-``default`` and beat; database: ``bacnet_worker``), and the web server. The product
-reaches the simulated devices without root by registering as a foreign device with the
-simulator's BBMD on loopback, as it would with a site's BBMD on a real network.
+``default``, beat and Flower with the demo login; database: ``bacnet_worker``), and the
+web server. The product reaches the simulated devices without root by registering as a
+foreign device with the simulator's BBMD on loopback, as it would with a site's BBMD on
+a real network.
+
+It prints "Open http://…" only once the web server answers there. Ctrl+C, SIGTERM and
+SIGHUP (a closed terminal) all stop every process it started, in reverse order, and a
+clean stop exits 0. The children run in a session of their own, so Ctrl+C reaches only
+this command, which stops them in order (no tracebacks from each), and on Linux each
+child also gets SIGTERM if this command is killed outright.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -17,7 +25,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +36,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 REPO = Path(__file__).resolve().parents[3]
+# How long the processes get to stop on SIGTERM, together, before SIGKILL.
+STOP_WAIT_S = 20
 
 
 def _udp_port_free(port: int) -> bool:
@@ -43,11 +55,68 @@ def _free_udp_port() -> int:
         return sock.getsockname()[1]
 
 
+def tcp_port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Stop(Exception):
+    """SIGTERM or SIGHUP: stop as Ctrl+C does."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def _child_setup() -> Callable[[], None] | None:
+    """On Linux, ask the kernel to SIGTERM the child when this command dies, even by
+    SIGKILL: a demo must not leave workers behind holding the BACnet port."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    pr_set_pdeathsig = 1
+
+    def setup() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return setup
+
+
 class Command(BaseCommand):
     help = "Run the product on embedded defaults with a simulated BACnet site (the demo)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--port", type=int, default=8000, help="Web port (127.0.0.1 only).")
+        parser.add_argument(
+            "--port",
+            type=int,
+            default=int(os.environ.get("PORT") or 8000),
+            help="Web port (127.0.0.1 only; default $PORT or 8000).",
+        )
+        parser.add_argument(
+            "--flower-port", type=int, default=5555, help="Flower port (Celery backend)."
+        )
         parser.add_argument("--devices", type=int, default=6, help="Simulated devices.")
         parser.add_argument("--objects", type=int, default=12, help="Objects per device.")
         parser.add_argument("--bbmd-port", type=int, default=47808, help="Simulator BBMD port.")
@@ -57,33 +126,56 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.flower_note = ""
+        self.flower_port = 0
+        port = options["port"]
+        if not tcp_port_free(port):
+            raise CommandError(
+                f"Port {port} on 127.0.0.1 is in use (another `make run`?): "
+                f"choose another with `make run PORT={port + 1}`."
+            )
         data = Path(settings.DATA_DIR)
         data.mkdir(parents=True, exist_ok=True)
         self.stdout.write(f"Database: {settings.DATABASES['default']['NAME']}")
         call_command("migrate", interactive=False, verbosity=0)
         password = self._demo_user(data)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # Ctrl+C too: a shell that starts this in the background makes it ignore SIGINT.
+        stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {sig: signal.signal(sig, _raise_stop) for sig in stop_signals}
+        stopped_by = "Ctrl+C"
         try:
             if not options["no_simulator"]:
                 env.update(self._start_simulator(data, options))
-            self._start_workers(env)
-            url = f"http://127.0.0.1:{options['port']}/"
-            self.stdout.write(
-                f"\nOpen {url} and log in as admin / {password}\n"
-                f"BACnet backend: {settings.BACNET_BACKEND} ({settings.BACNET_BACKEND_REASON}). "
-                "Press Ctrl+C to stop everything.\n"
-            )
+            env.update(self._start_workers(env, password, options["flower_port"]))
             self._spawn(
                 "web",
-                [sys.executable, "manage.py", "runserver", f"127.0.0.1:{options['port']}",
-                 "--noreload"],
+                [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
                 env,
-            )  # fmt: skip
+            )
+            self._wait_until_answers("web", port)
+            if self.flower_port:
+                self._wait_until_answers("flower", self.flower_port)
+            self.stdout.write(
+                f"\nOpen http://127.0.0.1:{port}/ and log in as admin / {password}\n"
+                f"BACnet backend: {settings.BACNET_BACKEND} ({settings.BACNET_BACKEND_REASON}). "
+                f"{self.flower_note}\nPress Ctrl+C to stop everything.\n"
+            )
+            self.stdout.flush()  # seen at once, also when the output goes to a file
             self._watch()
         except KeyboardInterrupt:
             pass
+        except Stop as stop:
+            stopped_by = "Ctrl+C" if str(stop) == "SIGINT" else str(stop)
         finally:
+            # A second Ctrl+C or SIGTERM while stopping must not leave children behind
+            # or print a traceback: stopping is bounded (STOP_WAIT_S, then SIGKILL).
+            for sig in stop_signals:
+                signal.signal(sig, signal.SIG_IGN)
             self._stop_all()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.stdout.write(f"Stopped ({stopped_by}): every process of the demo has ended.")
 
     def _demo_user(self, data: Path) -> str:
         """An admin with a random password, kept in the data folder for the next run."""
@@ -124,11 +216,13 @@ class Command(BaseCommand):
             "BACNET_BBMD_TTL": "300",
         }
 
-    def _start_workers(self, env: dict[str, str]) -> None:
+    def _start_workers(self, env: dict[str, str], password: str, flower_port: int) -> dict:
+        """Start the workers; returns what the web server must know of them."""
         celery = [sys.executable, "-m", "celery", "-A", "bacnet_project"]
         if settings.BACNET_BACKEND == "database":
             self._spawn("bacnet-worker", [sys.executable, "manage.py", "bacnet_worker"], env)
-            return
+            self.flower_note = "No Flower: the database backend has no Celery workers to show."
+            return {}
         # The BACnet worker owns the BACnet socket: queue bacnet only, solo pool.
         self._spawn(
             "bacnet-worker",
@@ -143,9 +237,42 @@ class Command(BaseCommand):
             env,
         )  # fmt: skip
         self._spawn("beat", [*celery, "beat", "--loglevel", "INFO"], env)
+        # Flower with the demo's login, on a free port if 5555 is taken.
+        if not tcp_port_free(flower_port):
+            flower_port = _free_tcp_port()
+        flower_env = {**env, "FLOWER_BASIC_AUTH": f"admin:{password}"}
+        self._spawn(
+            "flower",
+            [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"],
+            flower_env,
+        )
+        self.flower_port = flower_port
+        url = f"http://127.0.0.1:{flower_port}/"
+        self.flower_note = f"Flower: {url} (same login)."
+        return {"FLOWER_URL": url}
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        self.processes.append((name, subprocess.Popen(args, cwd=REPO, env=env)))
+        process = subprocess.Popen(
+            args,
+            cwd=REPO,
+            env=env,
+            # A session of its own: Ctrl+C reaches only this command, which stops the
+            # children in order (see _stop_all).
+            start_new_session=True,
+            preexec_fn=_child_setup(),  # only prctl, between fork and exec
+        )
+        self.processes.append((name, process))
+
+    def _wait_until_answers(self, name: str, port: int) -> None:
+        """Print an address only once something answers there: ours."""
+        process = dict(self.processes)[name]
+        deadline = time.monotonic() + 60
+        while not _answers(port):
+            if process.poll() is not None:
+                raise CommandError(f"{name} exited with status {process.returncode}.")
+            if time.monotonic() > deadline:
+                raise CommandError(f"{name} did not answer on port {port} in 60 s.")
+            time.sleep(0.2)
 
     def _watch(self) -> None:
         while True:
@@ -155,11 +282,19 @@ class Command(BaseCommand):
             time.sleep(0.5)
 
     def _stop_all(self) -> None:
-        for _, proc in reversed(self.processes):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for _, proc in reversed(self.processes):
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        """SIGTERM to the product's processes together, then to the simulated site: a
+        worker still talking to the site's BBMD while it stops must find it there."""
+        product = [(n, p) for n, p in reversed(self.processes) if n != "simulator"]
+        site = [(n, p) for n, p in self.processes if n == "simulator"]
+        for group in (product, site):
+            for _, proc in group:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_WAIT_S
+            for name, proc in group:
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.stderr.write(f"{name} did not stop within {STOP_WAIT_S} s: killed.")
+                    proc.kill()
+                    proc.wait(5)

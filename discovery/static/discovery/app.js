@@ -74,17 +74,96 @@
     }
   }
 
-  function describe(data) {
-    var text = data.t.length + " points";
+  /* The pages' one date-time format (2026-11-23 10:41:00), 24-hour, on the axis too:
+     uPlot's tick table, [tick step, format, format at a new year, -, at a new month, -,
+     at a new day, -, mode]. */
+  var TIME_FORMAT = "{YYYY}-{MM}-{DD} {HH}:{mm}:{ss}";
+  var TIME_TICKS = [
+    [3600 * 24 * 365, "{YYYY}", null, null, null, null, null, null, 1],
+    [3600 * 24 * 28, "{YYYY}-{MM}", null, null, null, null, null, null, 1],
+    [3600 * 24, "{MM}-{DD}", "\n{YYYY}", null, null, null, null, null, 1],
+    [3600, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+    [60, "{HH}:{mm}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1],
+    [1, "{HH}:{mm}:{ss}", "\n{YYYY}-{MM}-{DD}", null, "\n{MM}-{DD}", null, null, null, 1]
+  ];
+
+  /* Binary and multi-state points are drawn as steps between their named states. */
+  function stateNamer(point) {
+    var states = point.states || [];
+    var first = point.first_state || 0;
+    return function (value) {
+      if (value === null || value === undefined) {
+        return "--";
+      }
+      var name = states[Math.round(value) - first];
+      return name === undefined ? String(value) : name;
+    };
+  }
+
+  function describe(data, zone) {
+    var text = data.t.length + " points, times in " + zone;
     if (data.bucket_seconds >= 1) {
-      text += ", each the average of up to " + Math.round(data.bucket_seconds) + " s of readings";
-      text += " (thin lines: minimum and maximum)";
+      text += "; each the average of up to " + Math.round(data.bucket_seconds) + " s of readings";
+      text += data.point.drawn_as === "steps"
+        ? " (lowest and highest state in each)"
+        : " (thin lines: minimum and maximum)";
+    } else {
+      text += "; each a reading as it was read";
     }
     return text + ".";
   }
 
+  /* Raw readings are one series ("value" or "state"); buckets have an average with its
+     minimum and maximum, or for states the lowest and highest state. */
+  function chartSeries(data) {
+    var point = data.point;
+    var units = point.units ? " " + point.units : "";
+    var stateful = point.drawn_as === "steps";
+    var name = stateNamer(point);
+    var shown = stateful ? function (u, v) { return name(v); }
+      : function (u, v) { return v === null || v === undefined ? "--" : String(+v.toPrecision(6)) + units; };
+    var steps = stateful ? window.uPlot.paths.stepped({ align: 1 }) : undefined;
+    function line(label, stroke, width) {
+      return { label: label, stroke: stroke, width: width, value: shown, paths: steps };
+    }
+    if (data.bucket_seconds < 1) {
+      return { series: [line(stateful ? "state" : "value", "#1f6feb", 2)], values: [data.avg] };
+    }
+    if (stateful) {
+      return {
+        series: [line("lowest state", "#1f6feb", 2), line("highest state", "#8fb3e8", 1)],
+        values: [data.min, data.max]
+      };
+    }
+    return {
+      series: [line("average", "#1f6feb", 2), line("minimum", "#8fb3e8", 1), line("maximum", "#8fb3e8", 1)],
+      values: [data.avg, data.min, data.max]
+    };
+  }
+
+  function yAxis(point) {
+    if (point.drawn_as !== "steps" || !(point.states || []).length) {
+      return {};
+    }
+    var first = point.first_state || 0;
+    var last = first + point.states.length - 1;
+    var name = stateNamer(point);
+    return {
+      size: 90,
+      splits: function () {
+        var splits = [];
+        for (var v = first; v <= last; v++) {
+          splits.push(v);
+        }
+        return splits;
+      },
+      values: function (u, splits) { return splits.map(name); }
+    };
+  }
+
   function drawChart(box) {
     var statusId = box.getAttribute("data-status");
+    var zone = box.getAttribute("data-time-zone") || "UTC";
     fetch(box.getAttribute("data-url"), {
       credentials: "same-origin",
       headers: { Accept: "application/json" }
@@ -96,30 +175,35 @@
         return response.json();
       })
       .then(function (data) {
-        setText(box.getAttribute("data-caption"), data.point.label + (data.point.units ? " (" + data.point.units + ")" : ""));
+        var point = data.point;
+        setText(box.getAttribute("data-caption"), point.label + (point.units ? " (" + point.units + ")" : ""));
         box.setAttribute("data-points", String(data.t.length));
+        box.setAttribute("data-chart-kind", point.drawn_as === "steps" ? "steps" : "lines");
+        box.setAttribute("data-state-names", (point.states || []).join(","));
         if (!data.t.length) {
           setText(statusId, "No readings in this range.");
           box.classList.add("drawn");
           return;
         }
+        var chosen = chartSeries(data);
+        var first = point.first_state || 0;
         var options = {
           width: box.clientWidth || 800,
           height: 320,
-          scales: { x: { time: true } },
-          series: [
-            {},
-            { label: "average", stroke: "#1f6feb", width: 2 },
-            { label: "minimum", stroke: "#8fb3e8", width: 1 },
-            { label: "maximum", stroke: "#8fb3e8", width: 1 }
-          ]
+          // Axis and legend in the site's zone (TIME_ZONE), not the browser's.
+          tzDate: function (ts) { return window.uPlot.tzDate(new Date(ts * 1e3), zone); },
+          scales: point.drawn_as === "steps" && (point.states || []).length
+            ? { x: { time: true }, y: { range: [first - 0.3, first + point.states.length - 0.7] } }
+            : { x: { time: true } },
+          axes: [{ values: TIME_TICKS }, yAxis(point)],
+          series: [{ label: "time (" + zone + ")", value: TIME_FORMAT }].concat(chosen.series)
         };
-        var chart = new window.uPlot(options, [data.t, data.avg, data.min, data.max], box);
+        var chart = new window.uPlot(options, [data.t].concat(chosen.values), box);
         window.addEventListener("resize", function () {
           chart.setSize({ width: box.clientWidth || 800, height: 320 });
         });
         box.classList.add("drawn");
-        setText(statusId, describe(data));
+        setText(statusId, describe(data, zone));
       })
       .catch(function (err) {
         setText(statusId, "The chart could not be loaded: " + err.message + ".");

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('discovery', '0005_stat_bucket_index'),
+        ('discovery', '0007_task_outcome'),
     ]
 
     operations = [
