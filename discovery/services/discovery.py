@@ -108,6 +108,7 @@ def discover_and_store(
     # The product's own processes answer Who-Is too: they are not building devices.
     found.devices = [d for d in found.devices if not is_product_device(d.instance)]
     found.duplicates = {i: a for i, a in found.duplicates.items() if not is_product_device(i)}
+    found.answers = {i: a for i, a in found.answers.items() if not is_product_device(i)}
     progress(f"{len(found.devices)} devices answered; reading their properties and objects")
     bound, conflicts = bindings(found)
     store = _Store(len(bound), progress)
