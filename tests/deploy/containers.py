@@ -572,7 +572,7 @@ def running(deployment: Deployment, values: dict[str, str]) -> Iterator[Deployme
             f"{name}: image {IMAGE} built in {built:.0f} s, "
             f"{deployment.image_size_mb(IMAGE):.0f} MB"
         )
-        _, up = timed(lambda: deployment.compose("up", "-d", timeout=scaled(300)))
+        _, up = timed(lambda: deployment.compose("up", "-d", timeout=scaled(120)))
         services = deployment.services()
         took = deployment.wait_healthy(services, scaled(120))
         report(
