@@ -9,13 +9,18 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import skip_or_fail
+
+if TYPE_CHECKING:
+    from tests.deploy.containers import Engine
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.windows.yml")
@@ -136,9 +141,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def engine() -> Any:
+def engine() -> Iterator[Engine]:
     """Docker Engine, or podman with the kit of .ci/containers (asked for, so a missing
-    engine is a failure, not a skip)."""
+    engine is a failure, not a skip). One run at a time per machine: the projects have
+    fixed names, and each run first removes what a killed one left behind."""
     from tests.deploy.containers import KIT_SCRIPT, engine_version, find_engine, report
 
     found = find_engine()
@@ -147,8 +153,12 @@ def engine() -> Any:
             "BACNET_TEST_CONTAINERS is set but no container engine was found: start Docker "
             f"Engine, or run {KIT_SCRIPT.relative_to(REPO)} as root (podman and podman-compose)"
         )
-    report(f"engine: {engine_version(found)}")
-    return found
+    import fcntl  # POSIX only, like the container tests
+
+    with open(Path(tempfile.gettempdir()) / "bacnet-test-containers.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for another run on this machine
+        report(f"engine: {engine_version(found)}")
+        yield found
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

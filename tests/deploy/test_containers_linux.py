@@ -79,7 +79,7 @@ def _worker_names(linux: Deployment, browser: Browser) -> tuple[str, str]:
     ).stdout.strip()
     status = browser.api("/api/status/")
     assert status["worker_alive"], status["message"]
-    (bacnet,) = [worker["name"] for worker in status["workers"]]
+    (bacnet,) = {worker["name"] for worker in status["workers"]}
     return f"default@{hostname}", bacnet
 
 
