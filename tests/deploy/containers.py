@@ -310,6 +310,11 @@ class Deployment:
             if ids:
                 self.cli(kind, "rm", *ids, check=False)
 
+    def leftovers(self) -> dict[str, list[str]]:
+        """This project's containers, volumes and networks that still exist."""
+        found = {kind: self._ids(kind) for kind in ("container", "volume", "network")}
+        return {kind: ids for kind, ids in found.items() if ids}
+
     def image_size_mb(self, image: str) -> float:
         out = self.cli("image", "inspect", "--format", "{{.Size}}", image).stdout
         return int(out.strip()) / 1e6
@@ -585,7 +590,9 @@ def running(deployment: Deployment, values: dict[str, str]) -> Iterator[Deployme
             deployment.save_logs(ARTIFACTS / name)
         finally:
             _, down = timed(deployment.down)
-            report(f"{name}: `down -v` in {down:.0f} s")
+            left = deployment.leftovers()
+            report(f"{name}: `down -v` in {down:.0f} s" + (f"; LEFT: {left}" if left else ""))
+    assert not left, f"{name}: `down -v` left {left}"
 
 
 def create_superuser(deployment: Deployment) -> tuple[str, str]:

@@ -9,6 +9,7 @@ collection, the hourly rollup, Flower, then every service restarted in turn.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -117,6 +118,11 @@ def test_it_builds_the_image_and_turns_every_service_healthy(linux: Deployment) 
         "inspect", "--format", "{{.HostConfig.NetworkMode}}", linux.container("bacnet-worker")
     )
     assert mode.stdout.strip() == "host"
+    # The image's own HEALTHCHECK (for `docker run` without compose) passes too.
+    check = linux.cli("image", "inspect", "--format", "{{json .Config.Healthcheck}}", IMAGE)
+    test = json.loads(check.stdout)["Test"]
+    assert test[0] == "CMD"
+    linux.exec("web", *test[1:])
 
 
 def test_it_discovers_the_site_when_start_discovery_is_pressed(
@@ -193,4 +199,27 @@ def test_it_comes_back_by_itself_when_a_service_restarts(
         )
     report(
         f"linux: {service} restarted, all healthy and working in {time.monotonic() - start:.0f} s"
+    )
+
+
+@pytest.mark.parametrize("service", ["web", "celery", "bacnet-worker"])
+def test_it_restarts_a_service_whose_process_exits(
+    linux: Deployment, browser: Browser, service: str
+) -> None:
+    started_at = linux.state(service)["StartedAt"]
+    start = time.monotonic()
+
+    # Its main process ends (SIGTERM to PID 1, from inside): nobody runs `restart`.
+    linux.exec(service, "sh", "-c", "kill 1", check=False)
+
+    wait_for(
+        f"{service} started again by its restart policy",
+        lambda: linux.state(service)["StartedAt"] != started_at,
+        scaled(60),
+    )
+    linux.wait_healthy(sorted(SERVICES), scaled(120))
+    _collect(browser)
+    _rollup_runs_on_default(linux, browser)
+    report(
+        f"linux: {service}'s process exited; back and working in {time.monotonic() - start:.0f} s"
     )
