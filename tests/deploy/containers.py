@@ -502,20 +502,32 @@ def run_periodic_task_from_admin(browser: Browser, name: str) -> None:
     assert result.status == 302, f"run_tasks answered {result.status}"
 
 
+def _inspect(deployment: Deployment, service: str, method: str, workers: tuple[str, ...]) -> Any:
+    """``celery inspect METHOD --json`` run inside a container. Naming the workers lets
+    it return as soon as they answer; without names it waits its whole timeout for
+    every worker there is."""
+    destination = ("--destination", ",".join(workers)) if workers else ()
+    result = deployment.exec(
+        service,
+        *("celery", "-A", "bacnet_project", "inspect", method, "--json", "--timeout", "10"),
+        *destination,
+    )
+    start = result.stdout.find("{")
+    assert start >= 0, f"inspect {method} printed no JSON: {result.stdout} {result.stderr}"
+    return json.loads(result.stdout[start:])
+
+
+def celery_queues(deployment: Deployment, service: str, *workers: str) -> dict[str, set[str]]:
+    """The queues each worker consumes, as it says itself."""
+    answers = _inspect(deployment, service, "active_queues", workers)
+    return {worker: {queue["name"] for queue in queues} for worker, queues in answers.items()}
+
+
 def celery_task_totals(
     deployment: Deployment, service: str, *workers: str
 ) -> dict[str, dict[str, int]]:
-    """``celery inspect stats`` run inside a container: per worker, how many of each
-    task it ran since it started. Naming the workers lets it return as soon as they
-    answer, rather than after the whole timeout."""
-    result = deployment.exec(
-        service,
-        *("celery", "-A", "bacnet_project", "inspect", "stats", "--json", "--timeout", "10"),
-        *("--destination", ",".join(workers)),
-    )
-    start = result.stdout.find("{")
-    assert start >= 0, f"inspect stats printed no JSON: {result.stdout} {result.stderr}"
-    stats = json.loads(result.stdout[start:])
+    """Per worker, how many of each task it ran since it started (``inspect stats``)."""
+    stats = _inspect(deployment, service, "stats", workers)
     return {worker: dict(values.get("total", {})) for worker, values in stats.items()}
 
 

@@ -25,6 +25,7 @@ from tests.deploy.containers import (
     assert_cycle_stored,
     assert_site_discovered,
     basic_auth_status,
+    celery_queues,
     celery_task_totals,
     count,
     env_values,
@@ -149,9 +150,16 @@ def test_it_runs_the_hourly_rollup_on_the_default_worker(
     _rollup_runs_on_default(linux, browser)
 
     assert count(browser, "/api/stats/hourly/") > 0
-    # And BACnet work ran on the BACnet worker alone.
-    _, bacnet = _worker_names(linux, browser)
-    totals = _task_totals(linux, browser)
+    # Every worker on the broker (no names: inspect waits for all): exactly these two,
+    # and the BACnet work ran on the BACnet worker alone.
+    default, bacnet = _worker_names(linux, browser)
+    totals = celery_task_totals(linux, "web")
+    assert set(totals) == {default, bacnet}
+    assert celery_queues(linux, "web", default, bacnet) == {
+        default: {"default"},
+        bacnet: {"bacnet"},
+    }
+    assert sole_worker_of(totals, HOURLY) == default
     assert sole_worker_of(totals, "discovery.tasks.discover_devices") == bacnet
     assert sole_worker_of(totals, "discovery.tasks.read_device_points") == bacnet
 
