@@ -22,20 +22,22 @@ from tests.deploy.conftest import WINDOWS
 from tests.deploy.containers import (
     APP_SERVICES,
     ARTIFACTS,
-    Browser,
     Deployment,
     Engine,
-    assert_cycle_stored,
-    assert_site_discovered,
     env_values,
-    logged_in_browser,
     published_host_ips,
     report,
-    request_collection,
     running,
-    start_discovery,
     timed,
     wait_for,
+)
+from tests.deploy.web_user import (
+    Browser,
+    assert_cycle_stored,
+    assert_site_discovered,
+    logged_in_browser,
+    request_collection,
+    start_discovery,
     wait_for_job,
 )
 from tests.site_fixtures import SimulatedSite, free_udp_port, simulated_site  # noqa: F401
