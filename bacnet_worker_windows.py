@@ -240,7 +240,9 @@ def run_celery_worker(args: argparse.Namespace, loglevel: str) -> int:
     # works on Windows; concurrency comes from asyncio inside each task.
     argv = ["worker", "-Q", args.queue, "-P", "solo", "-c", "1", "-n", args.name]
     argv += ["--loglevel", loglevel]
-    log.info("Starting the Celery worker %s on queue %r (solo pool)", args.name, args.queue)
+    log.info(
+        "Starting the Celery worker %s on queue %r (solo pool)", _expand_name(args.name), args.queue
+    )
     code = app.worker_main(argv)
     return int(code or 0)
 

@@ -1,5 +1,7 @@
 """Helpers for the deployment tests: the repository's files, and Docker Compose v2 run as
-``docker compose config`` (no engine is needed for that: nothing is started)."""
+``docker compose config`` (no engine is needed for that: nothing is started). The tests
+marked ``containers`` start the deployment for real (tests/deploy/containers.py) and
+run only when asked: ``make test-containers`` or BACNET_TEST_CONTAINERS=1."""
 
 from __future__ import annotations
 
@@ -7,13 +9,18 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import skip_or_fail
+
+if TYPE_CHECKING:
+    from tests.deploy.containers import Engine
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.windows.yml")
@@ -117,3 +124,49 @@ def compose(tmp_path: Path) -> ComposeProject:
     project = ComposeProject(command=command, directory=tmp_path)
     project.write_env()
     return project
+
+
+# ------------------------------------------------------------------ real containers
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the container tests unless asked, before any of their fixtures start one."""
+    from tests.deploy.containers import SKIP_REASON, containers_requested
+
+    if containers_requested():
+        return
+    for item in items:
+        if item.get_closest_marker("containers"):
+            item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    """Docker Engine, or podman with the kit of .ci/containers (asked for, so a missing
+    engine is a failure, not a skip). One run at a time per machine: the projects have
+    fixed names, and each run first removes what a killed one left behind."""
+    from tests.deploy.containers import KIT_SCRIPT, engine_version, find_engine, report
+
+    found = find_engine()
+    if found is None:
+        pytest.fail(
+            "BACNET_TEST_CONTAINERS is set but no container engine was found: start Docker "
+            f"Engine, or run {KIT_SCRIPT.relative_to(REPO)} as root (podman and podman-compose)"
+        )
+    import fcntl  # POSIX only, like the container tests
+
+    with open(Path(tempfile.gettempdir()) / "bacnet-test-containers.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for another run on this machine
+        report(f"engine: {engine_version(found)}")
+        yield found
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from tests.deploy.containers import ARTIFACTS, REPORT
+
+    if REPORT:
+        terminalreporter.section("containers: what was measured")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "report.txt").write_text("\n".join(REPORT) + "\n", encoding="utf-8")

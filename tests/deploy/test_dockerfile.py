@@ -1,6 +1,6 @@
 """The Dockerfile, linted by hadolint and read for what the image must be; its
-collectstatic step run on a copy of the build context (there is no Docker engine here,
-so the image itself is never built by these tests)."""
+collectstatic step run on a copy of the build context. These need no container engine;
+the image itself is built and run by test_containers_*.py (make test-containers)."""
 
 from __future__ import annotations
 

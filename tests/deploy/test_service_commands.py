@@ -1,6 +1,7 @@
 """The compose services' own commands and healthchecks, run as processes on this host
-against real PostgreSQL and Redis (no Docker engine here). Only what a container would
-change is changed: the listening port (a free one) and the node name (a unique one)."""
+against real PostgreSQL and Redis, without a container engine (test_containers_*.py runs
+them in containers). Only what a container would change is changed: the listening port
+(a free one) and the host name (a unique one)."""
 
 from __future__ import annotations
 
@@ -148,12 +149,18 @@ def test_it_reports_the_web_unhealthy_when_nothing_answers(
 
 
 def test_it_runs_the_celery_service_on_the_default_queue_and_pings_it(
-    compose: ComposeProject, service_env: dict[str, str]
+    compose: ComposeProject, service_env: dict[str, str], tmp_path: Path
 ) -> None:
     service = compose.config()["services"]["celery"]
     host = f"deploy-{uuid.uuid4().hex[:8]}"
-    # In a container %h and $HOSTNAME are both the container's host name.
-    service_env["HOSTNAME"] = host
+    # In a container, %h and `hostname` are both the container's host name. HOSTNAME is
+    # not to be relied on: podman does not pass it to healthchecks and `exec`.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "hostname").write_text(f"#!/bin/sh\necho {host}\n")
+    (bin_dir / "hostname").chmod(0o755)
+    service_env["PATH"] = f"{bin_dir}{os.pathsep}{service_env['PATH']}"
+    service_env.pop("HOSTNAME", None)
     command = [word.replace("%h", host) for word in service["command"]]
     proc = _start([sys.executable, "-m", *command], service_env)
     try:
