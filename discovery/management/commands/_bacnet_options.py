@@ -22,14 +22,17 @@ def add_bacnet_options(parser: ArgumentParser) -> None:
     parser.add_argument("--bbmd-ttl", type=int, help="Foreign-device time-to-live, seconds.")
 
 
-def apply_bacnet_options(options: dict[str, Any]) -> None:
+def apply_bacnet_options(options: dict[str, Any], *, tool: bool = True) -> None:
     """Command-line values win over the environment for this process only.
 
-    The tool's client gets a device instance of its own: with the worker's, the two
-    would be one instance twice on the network (see discovery.product_identity)."""
+    A tool's client (``discover``, ``collect``) gets a device instance of its own: with
+    the worker's, the two would be one instance twice on the network (see
+    discovery.product_identity). The worker (``tool=False``) keeps
+    ``BACNET_DEVICE_INSTANCE``."""
     from discovery.product_identity import tool_device_instance
 
-    settings.BACNET_CLIENT_DEVICE_INSTANCE = tool_device_instance()
+    if tool:
+        settings.BACNET_CLIENT_DEVICE_INSTANCE = tool_device_instance()
     if options.get("interface"):
         settings.BACNET_INTERFACE = options["interface"]
     if options.get("bbmd"):

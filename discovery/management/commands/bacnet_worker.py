@@ -35,7 +35,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        apply_bacnet_options(options)
+        apply_bacnet_options(options, tool=False)
         DatabaseWorker(
             options["name"], poll_s=options["poll"], schedule=not options["no_schedule"]
         ).run(once=options["once"])
