@@ -141,6 +141,12 @@ def make_points(
                 f"{label} of device {device_instance}",
                 state_texts=list(texts),
             )
+        if object_type == "analog-value":
+            # Commandable values keep to a range around their base; every second
+            # analog value (Valve Position: under automatic control) refuses writes.
+            point.min_present_value = round(point.base - 10 - 2 * point.amplitude)
+            point.max_present_value = round(point.base + 10 + 2 * point.amplitude)
+            point.write_denied = inst % 4 == 2
         point.vary = vary
         point.phase = phase
         point.period_s = period
