@@ -8,16 +8,19 @@ from django.db import migrations, models
 
 def create_operators(apps, schema_editor):
     """The "Operators" group holds the permission to command points. Permissions are
-    normally created after all migrations; create them now so the group can get it."""
-    from django.contrib.auth.management import create_permissions
-
-    create_permissions(apps.get_app_config("discovery"), apps=apps, verbosity=0)
+    normally created after all migrations; create this one now so the group can get it."""
+    ContentType = apps.get_model("contenttypes", "ContentType")
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
-    group, _ = Group.objects.get_or_create(name="Operators")
-    permission = Permission.objects.get(
-        content_type__app_label="discovery", codename="command_point"
+    content_type, _ = ContentType.objects.get_or_create(
+        app_label="discovery", model="pointcommand"
     )
+    permission, _ = Permission.objects.get_or_create(
+        content_type=content_type,
+        codename="command_point",
+        defaults={"name": "Can command points (write and relinquish)"},
+    )
+    group, _ = Group.objects.get_or_create(name="Operators")
     group.permissions.add(permission)
 
 
