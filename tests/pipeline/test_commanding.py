@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
+from django.db import transaction
 from django.utils import timezone
 
 from discovery.models import BACnetDevice, BACnetPoint, BACnetTask, PointCommand
@@ -218,3 +219,37 @@ def test_it_ends_an_override_early(site: SimulatedSite, database_worker: Any) ->
     assert finished(relinquish).result == Result.RELINQUISHED
     ended = PointCommand.objects.get(pk=override.pk)
     assert (ended.override_state, ended.override_ended_by) == ("ended", "olga")
+
+
+def test_it_fails_the_job_and_says_so_when_the_device_does_not_answer(
+    site: SimulatedSite, database_worker: Any
+) -> None:
+    from tests.site_fixtures import free_udp_port
+
+    silent = BACnetDevice.objects.create(
+        device_instance=4000, address=f"127.0.0.1:{free_udp_port()}", name="gone"
+    )
+    point = BACnetPoint.objects.create(device=silent, object_type="binary-value", object_instance=1)
+    command = finished(request_write(point, "active", 8, user=operator(), reason="x"))
+    assert command.result == Result.FAILED
+    assert command.message.startswith("the device did not answer")
+    assert command.task is not None
+    task = BACnetTask.objects.get(pk=command.task.pk)
+    assert task.status == BACnetTask.Status.FAILED and "did not answer" in task.error_message
+
+
+def test_it_never_writes_twice_once_the_device_confirmed(
+    site: SimulatedSite, database_worker: Any
+) -> None:
+    """GIVEN a write the device already acknowledged (its worker died before the end)
+    WHEN its job runs again
+    THEN it only reads back: nothing is written a second time."""
+    points = known_points(site)
+    setpoint = points[("analog-value", 1)]
+    user = operator()
+    with transaction.atomic():  # the worker sees the job only once confirmed_at is set
+        command = request_write(setpoint, "23", 12, user=user, reason="x")
+        PointCommand.objects.filter(pk=command.pk).update(confirmed_at=timezone.now())
+    again = finished(command)
+    # Had it been written, priority 12 would hold 23: the device holds nothing.
+    assert again.read_back_slots == [] and again.read_back_priority is None
