@@ -26,16 +26,25 @@ from bacpypes3.object import (
     AnalogInputObject as _AnalogInputObject,
 )
 from bacpypes3.object import (
+    AnalogOutputObject as _AnalogOutputObject,
+)
+from bacpypes3.object import (
     AnalogValueObject as _AnalogValueObject,
 )
 from bacpypes3.object import (
     BinaryInputObject as _BinaryInputObject,
 )
 from bacpypes3.object import (
+    BinaryOutputObject as _BinaryOutputObject,
+)
+from bacpypes3.object import (
     BinaryValueObject as _BinaryValueObject,
 )
 from bacpypes3.object import (
     MultiStateInputObject as _MultiStateInputObject,
+)
+from bacpypes3.object import (
+    MultiStateOutputObject as _MultiStateOutputObject,
 )
 from bacpypes3.object import (
     MultiStateValueObject as _MultiStateValueObject,
@@ -215,7 +224,36 @@ class SimMultiStateValue(_CommandableMixin, LocalObject, _MultiStateValueObject)
     currentCommandPriority = _ccp
 
 
+class SimAnalogOutput(_CommandableMixin, LocalObject, _AnalogOutputObject):
+    presentValue = _cpv
+    statusFlags = _sf
+    priorityArray = _pa
+    relinquishDefault = _rd
+    currentCommandPriority = _ccp
+    minPresValue = _min
+    maxPresValue = _max
+
+
+class SimBinaryOutput(_CommandableMixin, LocalObject, _BinaryOutputObject):
+    presentValue = _cpv
+    statusFlags = _sf
+    priorityArray = _pa
+    relinquishDefault = _rd
+    currentCommandPriority = _ccp
+
+
+class SimMultiStateOutput(_CommandableMixin, LocalObject, _MultiStateOutputObject):
+    presentValue = _cpv
+    statusFlags = _sf
+    priorityArray = _pa
+    relinquishDefault = _rd
+    currentCommandPriority = _ccp
+
+
 _CLASSES: dict[str, type] = {
+    "analog-output": SimAnalogOutput,
+    "binary-output": SimBinaryOutput,
+    "multi-state-output": SimMultiStateOutput,
     "analog-input": SimAnalogInput,
     "analog-value": SimAnalogValue,
     "binary-input": SimBinaryInput,
@@ -271,7 +309,7 @@ def make_point_object(point: PointSpec) -> LocalObject:
     elif point.is_binary:
         kwargs["inactiveText"] = point.inactive_text
         kwargs["activeText"] = point.active_text
-        if point.object_type == "binary-input":
+        if point.object_type in ("binary-input", "binary-output"):
             kwargs["polarity"] = "normal"
     else:
         kwargs["numberOfStates"] = len(point.state_texts)

@@ -162,6 +162,26 @@ def make_points(
     return points
 
 
+def make_outputs(device_instance: int) -> list[PointSpec]:
+    """Commandable outputs: a damper (0-100 %), a fan command and a fan speed command."""
+    return [
+        PointSpec(
+            "analog-output", 1, "AO-1 Damper Command",
+            f"Damper command of device {device_instance}",
+            units="percent", base=50.0, min_present_value=0.0, max_present_value=100.0,
+        ),
+        PointSpec(
+            "binary-output", 1, "BO-1 Fan Command", f"Fan command of device {device_instance}",
+            inactive_text="Off", active_text="On",
+        ),
+        PointSpec(
+            "multi-state-output", 1, "MSO-1 Fan Speed Command",
+            f"Fan speed command of device {device_instance}",
+            state_texts=["Off", "Low", "Medium", "High"],
+        ),
+    ]  # fmt: skip
+
+
 def plan_site(spec: SiteSpec) -> list[DeviceSpec]:
     """Every simulated device, in instance order: normal ones, then faults, then big."""
     spec.validate()
@@ -199,7 +219,9 @@ def plan_site(spec: SiteSpec) -> list[DeviceSpec]:
         return dev
 
     for _ in range(spec.devices):
-        new_device(NORMAL, spec.objects)
+        dev = new_device(NORMAL, spec.objects)
+        if spec.outputs:
+            dev.points.extend(make_outputs(dev.instance))
 
     if spec.faults:
         new_device(

@@ -78,6 +78,9 @@ class SiteSpec:
     ignore_rpm: bool = False
     # Added to every analog value: tells two sites' devices apart in readings.
     value_offset: float = 0.0
+    # Every normal device also has three commandable outputs (analog, binary and
+    # multi-state output 1), after its other objects.
+    outputs: bool = False
 
     def validate(self) -> None:
         if self.mode not in (LOOPBACK, BRIDGE):

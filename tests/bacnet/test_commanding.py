@@ -19,7 +19,7 @@ from tests.site_fixtures import SimulatedSite, start_site
 
 @pytest.fixture(scope="module")
 def command_site() -> Iterator[SimulatedSite]:
-    running = start_site(devices=1, objects=12, faults=False, vary=False)
+    running = start_site(devices=1, objects=12, extra_args=["--outputs"])
     try:
         yield running
     finally:
@@ -103,3 +103,29 @@ def test_it_reports_the_devices_refusals(
     assert "value-out-of-range" in out_of_range.value.reason
     inputs = commander.read_command_state(*at, "analog-input", 1)
     assert not inputs.commandable
+
+
+@pytest.mark.parametrize(
+    ("object_type", "value", "expected"),
+    [
+        ("analog-output", 35.0, 35.0),
+        ("binary-output", "active", 1.0),
+        ("multi-state-output", 3, 3.0),
+    ],
+)
+def test_it_commands_the_outputs(
+    commander: BACnetClient,
+    command_site: SimulatedSite,
+    object_type: str,
+    value: Any,
+    expected: float,
+) -> None:
+    device = command_site.device("normal")
+    at = (device["instance"], device["address"])
+    commander.write_present_value(*at, object_type, 1, value, 5)
+    state = commander.read_command_state(*at, object_type, 1)
+    assert (state.present_value, state.current_priority) == (expected, 5)
+    commander.write_present_value(*at, object_type, 1, None, 5)
+    assert commander.read_command_state(*at, object_type, 1).slots == []
+    if object_type == "analog-output":
+        assert (state.min_present_value, state.max_present_value) == (0.0, 100.0)
