@@ -251,9 +251,10 @@ def request_relinquish(
     why = _check_reason(reason) if user is not None else (reason or "")[:500]
     with transaction.atomic():
         if ends is None:
-            # Relinquishing by hand ends the override holding that slot, if any.
+            # Relinquishing by hand ends the override holding that slot, if any (also
+            # one whose own relinquish failed, e.g. the device was offline at expiry).
             PointCommand.objects.filter(
-                point=point, priority=level, override_state=Override.ACTIVE
+                point=point, priority=level, override_state__in=[Override.ACTIVE, Override.ENDING]
             ).update(
                 override_state=Override.ENDED,
                 override_ended_at=timezone.now(),
