@@ -253,3 +253,31 @@ def test_it_never_writes_twice_once_the_device_confirmed(
     again = finished(command)
     # Had it been written, priority 12 would hold 23: the device holds nothing.
     assert again.read_back_slots == [] and again.read_back_priority is None
+
+
+def test_it_overrides_a_setpoint_for_an_hour_from_the_point_page(
+    site: SimulatedSite, database_worker: Any
+) -> None:
+    """GIVEN an operator on the point page of a setpoint
+    WHEN they write 20.5 at priority 8 for 1 h
+    THEN the panel shows priority 8 in control with 20.5, the override until then, and
+    the audit page shows who did it and the value read back."""
+    from django.test import Client
+    from django.urls import reverse
+
+    setpoint = known_points(site)[("analog-value", 1)]
+    browser = Client()
+    browser.force_login(operator())
+    answer = browser.post(
+        reverse("discovery:point-write", args=[setpoint.pk]),
+        {"value": "20.5", "priority": 8, "duration": "1h", "reason": "zone too warm"},
+    )
+    assert answer.status_code == 302
+    command = finished(PointCommand.objects.get(point=setpoint))
+    assert command.result == Result.WRITTEN, command.message
+    panel = browser.get(reverse("discovery:command-panel", args=[setpoint.pk])).content.decode()
+    assert "8 (in control)" in panel and "20.5" in panel and "zone too warm" in panel
+    overrides = browser.get(reverse("discovery:overrides")).content.decode()
+    assert setpoint.name in overrides and "olga" in overrides
+    audit = browser.get(reverse("discovery:audit"), {"user": "olga"}).content.decode()
+    assert "Written" in audit and "20.5 @8" in audit
