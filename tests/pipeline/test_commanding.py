@@ -281,3 +281,40 @@ def test_it_overrides_a_setpoint_for_an_hour_from_the_point_page(
     assert setpoint.name in overrides and "olga" in overrides
     audit = browser.get(reverse("discovery:audit"), {"user": "olga"}).content.decode()
     assert "Written" in audit and "20.5 @8" in audit
+
+
+def test_it_relinquishes_a_due_override_when_the_celery_worker_comes_back(
+    site: SimulatedSite, redis_url: str, settings: Any
+) -> None:
+    """The BACnet worker's start sweeps: an override that expired while it was down is
+    relinquished as it comes back (beat's "Relinquish overrides" does it meanwhile)."""
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()
+    settings.BACNET_BACKEND = "celery"
+    env = worker_env(site, REDIS_URL=redis_url, BACNET_BACKEND="celery")
+    setpoint = known_points(site)[("analog-value", 1)]
+    worker = start_celery_worker("bacnet-override@localhost", "bacnet", env)
+    expires = timezone.now() + timedelta(seconds=scaled(3))
+    try:
+        override = finished(
+            request_write(setpoint, "18", 7, user=operator(), reason="x", expires_at=expires)
+        )
+        assert override.result == Result.WRITTEN and override.read_back_priority == 7
+    finally:
+        worker.kill()
+    wait_until(lambda: timezone.now() > expires, scaled(20), "expiry")
+    worker = start_celery_worker("bacnet-override@localhost", "bacnet", env)
+    try:
+        ended = wait_until(
+            lambda: PointCommand.objects.filter(
+                pk=override.pk, override_state=PointCommand.Override.ENDED
+            ).first(),
+            scaled(30),
+            "the override relinquished",
+        )
+    finally:
+        worker.stop()
+    assert ended.relinquished_by is not None
+    assert ended.relinquished_by.result == Result.RELINQUISHED
+    assert ended.relinquished_by.read_back_priority is None
