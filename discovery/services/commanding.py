@@ -102,12 +102,13 @@ def check_value(point: BACnetPoint, value: Any) -> tuple[float | str, float, str
             raise CommandRefused(f"{number:g} is above the point's maximum ({high:g}).")
         return number, number, f"{number:g}"
     if kind.startswith("binary"):
-        texts = [t.lower() for t in state_names(point)]
+        shown = state_names(point) if len(state_names(point)) == 2 else []
+        texts = [t.lower() for t in shown]
         lowered = text.lower()
         if lowered in ("inactive", "0", "off", "false") or (texts and lowered == texts[0]):
-            return "inactive", 0.0, "inactive"
-        if lowered in ("active", "1", "on", "true") or (len(texts) > 1 and lowered == texts[1]):
-            return "active", 1.0, "active"
+            return "inactive", 0.0, f"inactive ({shown[0]})" if shown else "inactive"
+        if lowered in ("active", "1", "on", "true") or (texts and lowered == texts[1]):
+            return "active", 1.0, f"active ({shown[1]})" if shown else "active"
         raise CommandRefused(f"{text[:40]!r}: a binary point takes active or inactive.")
     names = state_names(point)
     count = _number_of_states(point) or len(names)
