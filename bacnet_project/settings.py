@@ -228,9 +228,12 @@ CELERY_TASK_ROUTES = {
     "discovery.tasks.read_device_points": {"queue": "bacnet"},
     "discovery.tasks.discover_device_points": {"queue": "bacnet"},
     "discovery.tasks.read_point_value": {"queue": "bacnet"},
+    "discovery.tasks.write_point_value": {"queue": "bacnet"},
+    "discovery.tasks.read_priority_array": {"queue": "bacnet"},
     # Statistics run on the ordinary workers.
     "discovery.tasks.calculate_hourly_stats": {"queue": "default"},
     "discovery.tasks.calculate_daily_stats": {"queue": "default"},
+    "discovery.tasks.relinquish_due_overrides": {"queue": "default"},
 }
 # At-least-once for BACnet work: acknowledge after the task ran, hand a task back if its
 # worker died, and take one message at a time so a busy solo worker hoards nothing.
@@ -283,6 +286,10 @@ BACNET_JOB_MAX_ATTEMPTS = env.int("BACNET_JOB_MAX_ATTEMPTS", default=3)
 BACNET_EVENTS_KEEPALIVE_S = env.float("BACNET_EVENTS_KEEPALIVE_S", default=15.0)
 BACNET_EVENTS_MAX_S = env.float("BACNET_EVENTS_MAX_S", default=300.0)
 FLOWER_URL = env.str("FLOWER_URL", default="http://localhost:5555")
+# Commanding points: whether every write must say why, and how often due timed
+# overrides are looked for (the database worker; Celery beat's "Relinquish overrides").
+BACNET_COMMAND_REASON_REQUIRED = env.bool("BACNET_COMMAND_REASON_REQUIRED", default=True)
+BACNET_OVERRIDE_CHECK_S = env.int("BACNET_OVERRIDE_CHECK_S", default=10)
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

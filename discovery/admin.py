@@ -8,6 +8,8 @@ from discovery.models import (
     BACnetReading,
     BACnetTask,
     BACnetWorker,
+    PointCommand,
+    PointCommandState,
 )
 
 
@@ -81,3 +83,41 @@ class BACnetTaskAdmin(admin.ModelAdmin):
 @admin.register(BACnetWorker)
 class BACnetWorkerAdmin(admin.ModelAdmin):
     list_display = ["name", "backend", "hostname", "interface", "last_heartbeat"]
+
+
+@admin.register(PointCommand)
+class PointCommandAdmin(admin.ModelAdmin):
+    """The audit trail: shown, never added, changed or deleted here."""
+
+    list_display = [
+        "created_at",
+        "username",
+        "device_instance",
+        "point_name",
+        "action",
+        "value_text",
+        "priority",
+        "expires_at",
+        "result",
+        "read_back_text",
+        "override_state",
+    ]
+    list_filter = ["action", "result", "override_state"]
+    search_fields = ["username", "point_name", "reason", "=device_instance"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(PointCommandState)
+class PointCommandStateAdmin(admin.ModelAdmin):
+    list_display = ["point", "read_at", "present_text", "current_priority", "relinquish_default"]
+    list_select_related = ["point"]
+    raw_id_fields = ["point"]

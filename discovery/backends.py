@@ -27,6 +27,8 @@ TASK_FOR_KIND: dict[str, str] = {
     BACnetTask.Kind.DISCOVER: "discovery.tasks.discover_devices",
     BACnetTask.Kind.ENUMERATE: "discovery.tasks.discover_device_points",
     BACnetTask.Kind.COLLECT: "discovery.tasks.read_device_points",
+    BACnetTask.Kind.WRITE: "discovery.tasks.write_point_value",
+    BACnetTask.Kind.READ_PRIORITY: "discovery.tasks.read_priority_array",
 }
 
 BROKER_DOWN_NOTE = "Queued: the message broker is not reachable; the job is sent when it is back."

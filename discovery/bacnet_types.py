@@ -165,3 +165,33 @@ class DeviceReadResult:
     reachable: bool = True
     moved_to: DiscoveredDevice | None = None
     conflict: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PrioritySlot:
+    """One set slot of a commandable object's priority array."""
+
+    priority: int
+    value: float | None = None
+    text: str = ""
+
+
+@dataclass
+class CommandState:
+    """What decides a commandable point's present value, read in one go from the device.
+
+    ``slots`` lists only the priorities that hold a value (highest priority first);
+    ``current_priority`` is the one in control (None: the relinquish default is)."""
+
+    object_type: str
+    instance: int
+    present_value: float | None = None
+    present_text: str = ""
+    slots: list[PrioritySlot] = field(default_factory=list)
+    relinquish_default: float | None = None
+    relinquish_default_text: str = ""
+    current_priority: int | None = None
+    min_present_value: float | None = None
+    max_present_value: float | None = None
+    number_of_states: int | None = None
+    commandable: bool = True  # False when the object has no priority array

@@ -78,6 +78,10 @@ class DatabaseWorker:
 
         if self._every("sweep", 15):
             sweep_jobs()
+        if self._every("overrides", settings.BACNET_OVERRIDE_CHECK_S):
+            from discovery.services.commanding import relinquish_due_overrides
+
+            relinquish_due_overrides()
         if not self.schedule:
             return
         self.open_due_window()

@@ -92,6 +92,10 @@ def validate_parameters(kind: str, parameters: dict[str, Any] | None) -> dict[st
         "discover": {"low", "high", "targets"},
         "collect": {"device_instances"},
         "enumerate": {"device_instance"},
+        # Commanding jobs are requested by discovery.services.commanding, which checks
+        # the value and the user's permission and writes the audit row first.
+        "write": {"command_id"},
+        "read_priority": {"point_id"},
     }[kind]
     unknown = set(parameters) - allowed
     if unknown:
@@ -126,6 +130,8 @@ def validate_parameters(kind: str, parameters: dict[str, Any] | None) -> dict[st
                 raise JobError("device_instances must be a list of device instances.")
             cleaned["device_instances"] = [_instance(i, "device instance") for i in instances]
             _require_known_devices(cleaned["device_instances"])
+    elif kind in ("write", "read_priority"):
+        cleaned = _command_parameters(kind, parameters)
     else:
         if "device_instance" not in parameters:
             raise JobError("enumerate needs device_instance.")
@@ -137,6 +143,19 @@ def validate_parameters(kind: str, parameters: dict[str, Any] | None) -> dict[st
             raise JobError(f"No known device has instance {number}.")
         cleaned["device_instance"] = number
     return cleaned
+
+
+def _command_parameters(kind: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    from discovery.models import BACnetPoint, PointCommand
+
+    name = "command_id" if kind == "write" else "point_id"
+    value = parameters.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobError(f"{kind} needs {name} (an integer).")
+    model = PointCommand if kind == "write" else BACnetPoint
+    if not model.objects.filter(pk=value).exists():
+        raise JobError(f"No {name.removesuffix('_id')} {value}.")
+    return {name: value}
 
 
 def _require_known_devices(instances: list[int]) -> None:

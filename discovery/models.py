@@ -273,6 +273,8 @@ class BACnetTask(models.Model):
         DISCOVER = "discover", "Device discovery"
         COLLECT = "collect", "Collect readings"
         ENUMERATE = "enumerate", "Enumerate device points"
+        WRITE = "write", "Write point value"
+        READ_PRIORITY = "read_priority", "Read priority array"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -413,3 +415,7 @@ class BACnetWorker(models.Model):
 
     def is_alive(self, within_s: int) -> bool:
         return timezone.now() - self.last_heartbeat < timedelta(seconds=within_s)
+
+
+# Commanding (audit trail, timed overrides, priority arrays) lives in its own module.
+from discovery.command_models import PointCommand, PointCommandState  # noqa: E402, F401

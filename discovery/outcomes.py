@@ -158,6 +158,11 @@ def summarise(kind: str, result: dict[str, Any] | None) -> str:
         return (
             f"{_plural(int(result.get('points', 0)), 'point')}, {result.get('points_new', 0)} new"
         )
+    if kind == Kind.WRITE:
+        return str(result.get("message", ""))[:255]
+    if kind == Kind.READ_PRIORITY:
+        current = result.get("current_priority")
+        return f"Priority {current} in control" if current else "Relinquish default in control"
     return ""
 
 

@@ -28,6 +28,10 @@ def install_default_schedules(**_: Any) -> list[str]:
     every_collect, _ = IntervalSchedule.objects.get_or_create(
         every=collect_every, period=IntervalSchedule.SECONDS
     )
+    override_check = max(1, settings.BACNET_OVERRIDE_CHECK_S)
+    every_override_check, _ = IntervalSchedule.objects.get_or_create(
+        every=override_check, period=IntervalSchedule.SECONDS
+    )
     every_minute, _ = IntervalSchedule.objects.get_or_create(
         every=60, period=IntervalSchedule.SECONDS
     )
@@ -52,6 +56,11 @@ def install_default_schedules(**_: Any) -> list[str]:
         ),
         "Sweep jobs": dict(
             task="discovery.tasks.sweep_jobs", interval=every_minute, expire_seconds=60
+        ),
+        "Relinquish overrides": dict(
+            task="discovery.tasks.relinquish_due_overrides",
+            interval=every_override_check,
+            expire_seconds=override_check,
         ),
     }
     created = []

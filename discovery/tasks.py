@@ -93,6 +93,26 @@ def read_point_value(self: Any, point_id: int) -> dict:
     return read_point_and_store(get_client(), point)
 
 
+@shared_task(name="discovery.tasks.write_point_value", bind=True)
+def write_point_value(self: Any, job_id: int) -> dict | None:
+    """Write (or relinquish) a point's present value at a priority, then read it back."""
+    return _run(self, job_id)
+
+
+@shared_task(name="discovery.tasks.read_priority_array", bind=True)
+def read_priority_array(self: Any, job_id: int) -> dict | None:
+    """Read a commandable point's priority array and store it."""
+    return _run(self, job_id)
+
+
+@shared_task(name="discovery.tasks.relinquish_due_overrides")
+def relinquish_due_overrides() -> int:
+    """Request the relinquish of every timed override whose time has come."""
+    from discovery.services.commanding import relinquish_due_overrides as due
+
+    return due()
+
+
 @shared_task(name="discovery.tasks.calculate_hourly_stats")
 def calculate_hourly_stats(lookback_hours: int = 3) -> int:
     return rollups.calculate_hourly_stats(lookback_hours)
@@ -151,5 +171,8 @@ __all__ = [
     "discover_devices",
     "read_device_points",
     "read_point_value",
+    "read_priority_array",
+    "relinquish_due_overrides",
     "sweep_jobs",
+    "write_point_value",
 ]

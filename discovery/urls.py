@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from discovery.views import dashboard, devices, exports, health, jobs
+from discovery.views import commanding, dashboard, devices, exports, health, jobs
 
 app_name = "discovery"
 urlpatterns = [
@@ -15,6 +15,13 @@ urlpatterns = [
     path("devices/<int:instance>/enumerate/", devices.enumerate_points, name="enumerate-points"),
     path("points/", devices.point_list, name="point-list"),
     path("points/<int:pk>/", devices.point_detail, name="point-detail"),
+    path("points/<int:pk>/command/", commanding.command_panel, name="command-panel"),
+    path("points/<int:pk>/write/", commanding.write, name="point-write"),
+    path("points/<int:pk>/relinquish/", commanding.relinquish, name="point-relinquish"),
+    path("points/<int:pk>/priority-array/", commanding.read_priority, name="point-read-priority"),
+    path("overrides/", commanding.overrides, name="overrides"),
+    path("overrides/<int:command_id>/end/", commanding.end_override, name="override-end"),
+    path("audit/", commanding.audit, name="audit"),
     path("jobs/", jobs.job_list, name="job-list"),
     path("jobs/table/", jobs.job_table, name="job-table"),
     path("jobs/events/", jobs.job_events, name="job-events"),

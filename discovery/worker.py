@@ -314,6 +314,12 @@ def execute(task: BACnetTask, progress: Callable[[str], None]) -> dict[str, Any]
 
     params = task.parameters or {}
     client = get_client()
+    if task.kind in (BACnetTask.Kind.WRITE, BACnetTask.Kind.READ_PRIORITY):
+        from discovery.services import command_runs
+
+        if task.kind == BACnetTask.Kind.WRITE:
+            return command_runs.carry_out(client, task, progress)
+        return command_runs.read_priority(client, task, progress)
     if task.kind == BACnetTask.Kind.DISCOVER:
         return discover_and_store(
             client,
@@ -419,6 +425,10 @@ def sweep_jobs(now: datetime | None = None) -> dict[str, int]:
             publish_task_change(task.pk)
             counts["skipped"] += 1
     counts["disabled"] = windows.record_disabled_windows(now)
+    # A safety net under the override check of its own (database worker, beat).
+    from discovery.services.commanding import relinquish_due_overrides
+
+    counts["overrides_ended"] = relinquish_due_overrides(now)
     # Oldest first, and stop at the first failure: the broker is still away, and each
     # further try would only wait out the same timeout.
     from discovery.backends import get_backend

@@ -7,8 +7,14 @@ BACNET_TASKS = [
     "discovery.tasks.read_device_points",
     "discovery.tasks.discover_device_points",
     "discovery.tasks.read_point_value",
+    "discovery.tasks.write_point_value",
+    "discovery.tasks.read_priority_array",
 ]
-DEFAULT_TASKS = ["discovery.tasks.calculate_hourly_stats", "discovery.tasks.calculate_daily_stats"]
+DEFAULT_TASKS = [
+    "discovery.tasks.calculate_hourly_stats",
+    "discovery.tasks.calculate_daily_stats",
+    "discovery.tasks.relinquish_due_overrides",
+]
 
 
 def routed_queue(task_name: str) -> str:
@@ -36,3 +42,11 @@ def test_bacnet_work_is_delivered_at_least_once():
     assert conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == 1
     assert conf.task_time_limit > conf.task_soft_time_limit > 0
+
+
+def test_every_job_kind_has_a_task_routed_to_the_bacnet_queue():
+    from discovery.backends import TASK_FOR_KIND
+    from discovery.models import BACnetTask
+
+    assert set(TASK_FOR_KIND) == set(BACnetTask.Kind.values)
+    assert {routed_queue(name) for name in TASK_FOR_KIND.values()} == {"bacnet"}

@@ -222,9 +222,16 @@ class WindowAccountSerializer(serializers.Serializer):
 
 class JobCreateSerializer(serializers.Serializer):
     """A job request. Parameters by kind: discover {low, high, targets: [address]},
-    collect {device_instances: [int]}, enumerate {device_instance: int}."""
+    collect {device_instances: [int]}, enumerate {device_instance: int}. Writes go
+    through ``/api/points/<id>/write/`` (value checks, permission, audit trail)."""
 
-    kind = serializers.ChoiceField(choices=BACnetTask.Kind.choices)
+    kind = serializers.ChoiceField(
+        choices=[
+            choice
+            for choice in BACnetTask.Kind.choices
+            if choice[0] not in (BACnetTask.Kind.WRITE, BACnetTask.Kind.READ_PRIORITY)
+        ]
+    )
     parameters = serializers.DictField(required=False, default=dict)
 
 

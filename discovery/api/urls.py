@@ -14,7 +14,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
-from discovery.api import views
+from discovery.api import commanding, views
 from discovery.api.docs import OfflineSwaggerView
 from discovery.api.parsers import DepthLimitedJSONParser
 
@@ -26,10 +26,23 @@ router.register("stats/hourly", views.HourlyStatViewSet, basename="hourly-stat")
 router.register("stats/daily", views.DailyStatViewSet, basename="daily-stat")
 router.register("jobs", views.JobViewSet, basename="job")
 router.register("collection-gaps", views.CollectionGapViewSet, basename="collection-gap")
+router.register("commands", commanding.CommandViewSet, basename="command")
+router.register("overrides", commanding.OverrideViewSet, basename="override")
 
 app_name = "api"
 urlpatterns = [
     path("task-status/<int:task_id>/", views.TaskStatusView.as_view(), name="task-status"),
+    path("points/<int:pk>/write/", commanding.PointWriteView.as_view(), name="point-write"),
+    path(
+        "points/<int:pk>/relinquish/",
+        commanding.PointRelinquishView.as_view(),
+        name="point-relinquish",
+    ),
+    path(
+        "points/<int:pk>/priority-array/",
+        commanding.PointPriorityArrayView.as_view(),
+        name="point-priority-array",
+    ),
     path("status/", views.BackendStatusView.as_view(), name="backend-status"),
     path("collection-windows/", views.CollectionWindowsView.as_view(), name="collection-windows"),
     # DRF's token view names its own parsers: give it the depth-limited JSON one too.

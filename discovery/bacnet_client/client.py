@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from discovery.bacnet_client.command import CommandingMixin
 from discovery.bacnet_client.convert import safe_text
 from discovery.bacnet_client.deadline import (
     ENUMERATE_S_PER_OBJECT,
@@ -48,8 +49,9 @@ log = logging.getLogger(__name__)
 MAX_INSTANCE = 4194303
 
 
-class BACnetClient(ClientRuntime):
-    """Synchronous facade over one BAC0 application on an event-loop thread.
+class BACnetClient(CommandingMixin, ClientRuntime):
+    """Synchronous facade over one BAC0 application on an event-loop thread (discover,
+    enumerate, read; write and relinquish from ``command.CommandingMixin``).
 
     Thread-safe: any number of caller threads may use one started client. Never call it
     from the loop thread itself (on_device callbacks run in the caller's thread)."""

@@ -81,6 +81,7 @@ def load_stack() -> SimpleNamespace:
             Enumerated=primitivedata.Enumerated,
             BitString=primitivedata.BitString,
             Null=primitivedata.Null,
+            Unsigned=primitivedata.Unsigned,
         )
         return _stack
 

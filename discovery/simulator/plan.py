@@ -141,6 +141,12 @@ def make_points(
                 f"{label} of device {device_instance}",
                 state_texts=list(texts),
             )
+        if object_type == "analog-value":
+            # Commandable values keep to a range around their base; every second
+            # analog value (Valve Position: under automatic control) refuses writes.
+            point.min_present_value = round(point.base - 10 - 2 * point.amplitude)
+            point.max_present_value = round(point.base + 10 + 2 * point.amplitude)
+            point.write_denied = inst % 4 == 2
         point.vary = vary
         point.phase = phase
         point.period_s = period
@@ -154,6 +160,26 @@ def make_points(
             if point.object_type == "binary-input" and point.instance == 1:
                 point.status_flags = (False, True, False, False)
     return points
+
+
+def make_outputs(device_instance: int) -> list[PointSpec]:
+    """Commandable outputs: a damper (0-100 %), a fan command and a fan speed command."""
+    return [
+        PointSpec(
+            "analog-output", 1, "AO-1 Damper Command",
+            f"Damper command of device {device_instance}",
+            units="percent", base=50.0, min_present_value=0.0, max_present_value=100.0,
+        ),
+        PointSpec(
+            "binary-output", 1, "BO-1 Fan Command", f"Fan command of device {device_instance}",
+            inactive_text="Off", active_text="On",
+        ),
+        PointSpec(
+            "multi-state-output", 1, "MSO-1 Fan Speed Command",
+            f"Fan speed command of device {device_instance}",
+            state_texts=["Off", "Low", "Medium", "High"],
+        ),
+    ]  # fmt: skip
 
 
 def plan_site(spec: SiteSpec) -> list[DeviceSpec]:
@@ -193,7 +219,9 @@ def plan_site(spec: SiteSpec) -> list[DeviceSpec]:
         return dev
 
     for _ in range(spec.devices):
-        new_device(NORMAL, spec.objects)
+        dev = new_device(NORMAL, spec.objects)
+        if spec.outputs:
+            dev.points.extend(make_outputs(dev.instance))
 
     if spec.faults:
         new_device(

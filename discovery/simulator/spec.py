@@ -78,6 +78,9 @@ class SiteSpec:
     ignore_rpm: bool = False
     # Added to every analog value: tells two sites' devices apart in readings.
     value_offset: float = 0.0
+    # Every normal device also has three commandable outputs (analog, binary and
+    # multi-state output 1), after its other objects.
+    outputs: bool = False
 
     def validate(self) -> None:
         if self.mode not in (LOOPBACK, BRIDGE):
@@ -144,6 +147,11 @@ class PointSpec:
     status_flags: tuple[bool, bool, bool, bool] = (False, False, False, False)
     # A fixed value that overrides the function of time (hostile NaN / +inf points).
     fixed_value: float | None = None
+    # Commandable values (analog/binary/multi-state value): the analog range a write
+    # must keep to, and a point that answers every write with write-access-denied.
+    min_present_value: float | None = None
+    max_present_value: float | None = None
+    write_denied: bool = False
 
     @property
     def is_analog(self) -> bool:
@@ -196,6 +204,9 @@ class PointSpec:
             "state_texts": list(self.state_texts),
             "inactive_text": self.inactive_text,
             "active_text": self.active_text,
+            "min_present_value": self.min_present_value,
+            "max_present_value": self.max_present_value,
+            "write_denied": self.write_denied,
             "status_flags": {
                 "in_alarm": self.status_flags[0],
                 "fault": self.status_flags[1],

@@ -23,6 +23,7 @@ from discovery.models import (
     BACnetTask,
 )
 from discovery.units import unit_symbol
+from discovery.views.commanding import command_panel_context
 from discovery.views.display import (
     device_properties,
     format_value,
@@ -156,5 +157,6 @@ def point_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "export_url": reverse("discovery:export-readings") + "?" + urlencode(export_query),
             "hourly": hourly,
             "daily": daily,
+            **command_panel_context(point, request.user),
         },
     )

@@ -63,3 +63,46 @@ class RangeForm(forms.Form):
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=LOCAL_INPUT),
     )
+
+
+class WriteForm(forms.Form):
+    """The point page's write form; ``commanding.check_value`` checks the value itself
+    against the point (type, states, limits)."""
+
+    value = forms.CharField(max_length=64)
+    priority = forms.IntegerField(min_value=1, max_value=16, initial=8)
+    duration = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("", "until relinquished"),
+            ("30m", "for 30 min"),
+            ("1h", "for 1 h"),
+            ("4h", "for 4 h"),
+            ("until", "until ..."),
+        ],
+    )
+    until = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=LOCAL_INPUT),
+    )
+    reason = forms.CharField(required=False, max_length=500)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("duration") == "until" and not data.get("until"):
+            self.add_error("until", "Give the time the override ends.")
+        return data
+
+
+class RelinquishForm(forms.Form):
+    priority = forms.IntegerField(min_value=1, max_value=16, initial=8)
+    reason = forms.CharField(required=False, max_length=500)
+
+
+def form_errors(form: forms.Form) -> str:
+    """A form's errors as one line for a message."""
+    return " ".join(
+        f"{form.fields[name].label or name if name in form.fields else ''}: {message}".lstrip(": ")
+        for name, messages in form.errors.items()
+        for message in messages
+    )

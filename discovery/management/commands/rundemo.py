@@ -198,7 +198,7 @@ class Command(BaseCommand):
         self._spawn(
             "simulator",
             [sys.executable, "manage.py", "simulate_site", "--devices", str(options["devices"]),
-             "--objects", str(options["objects"]), "--vary", "--faults",
+             "--objects", str(options["objects"]), "--vary", "--faults", "--outputs",
              "--bbmd-port", str(bbmd_port), "--base-port", "0", "--ready-file", str(ready)],
             {**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip

@@ -91,6 +91,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--value-offset", type=float, default=0.0, help="added to every analog value"
         )
+        parser.add_argument(
+            "--outputs",
+            action="store_true",
+            help="normal devices also get commandable analog, binary and multi-state outputs",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         spec = SiteSpec(
@@ -114,6 +119,7 @@ class Command(BaseCommand):
             answer_delay_s=options["answer_delay"],
             ignore_rpm=options["ignore_rpm"],
             value_offset=options["value_offset"],
+            outputs=options["outputs"],
         )
         try:
             spec.validate()
