@@ -285,6 +285,10 @@ BACNET_READINGS_PARTITIONS_AHEAD_DAYS = env.int("BACNET_READINGS_PARTITIONS_AHEA
 BACNET_RETENTION_RAW_DAYS = env.int("BACNET_RETENTION_RAW_DAYS", default=0)
 BACNET_RETENTION_HOURLY_DAYS = env.int("BACNET_RETENTION_HOURLY_DAYS", default=0)
 BACNET_RETENTION_DAILY_DAYS = env.int("BACNET_RETENTION_DAILY_DAYS", default=0)
+# Store on change per object type (JSON), e.g. {"analog-input": {"deadband": 0.2,
+# "heartbeat_minutes": 15}, "binary-input": {"heartbeat_minutes": 60}}; each point's own
+# deadband / heartbeat fields win. Empty: every reading is stored.
+BACNET_STORE_RULES: dict[str, dict[str, float]] = env.json("BACNET_STORE_RULES", default={})
 BACNET_WORKER_HEARTBEAT_S = env.int("BACNET_WORKER_HEARTBEAT_S", default=10)
 BACNET_JOB_STALE_AFTER_S = env.int("BACNET_JOB_STALE_AFTER_S", default=120)
 BACNET_JOB_MAX_ATTEMPTS = env.int("BACNET_JOB_MAX_ATTEMPTS", default=3)
