@@ -165,6 +165,11 @@ def _delete_month(table: str, days: int) -> int:
         return cursor.rowcount
 
 
+def _vacuum(table: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM {table}")
+
+
 def run(options: Options) -> PartResult:
     result = PartResult("partitions", TITLE)
     points_count = 2_000 if options.full else 1_000
@@ -211,12 +216,16 @@ def run(options: Options) -> PartResult:
     month_rows = _count(PRODUCT)
     drop_s, dropped = timed(partial(_drop_month, PRODUCT, 30))
     delete_s, deleted = timed(partial(_delete_month, PLAIN, 30))
+    vacuum_s, _ = timed(partial(_vacuum, PLAIN))
     week_s, weeks = timed(partial(_drop_month, WEEK, 30))
     month_rows -= _count(PRODUCT)
     result.rows += [
         Row("oldest 30 days out: DROP of day partitions", f"{thousands(month_rows)} readings",
             "s", Stat([drop_s]), f"DELETE of the same rows from one table ({thousands(deleted)})",
             Stat([delete_s])),
+        Row("oldest 30 days out: DROP of day partitions", f"{thousands(month_rows)} readings",
+            "s", Stat([drop_s]), "the same DELETE + the VACUUM that frees its space",
+            Stat([delete_s + vacuum_s])),
         Row("oldest 30 days out: DROP of day partitions", f"{dropped} partitions", "s",
             Stat([drop_s]), f"DROP of the {weeks} week partitions inside them", Stat([week_s])),
     ]  # fmt: skip
