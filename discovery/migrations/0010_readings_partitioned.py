@@ -6,8 +6,7 @@ the old rows move over in batches, each its own transaction. Non-atomic on purpo
 the move is interrupted (a large installation), run ``migrate`` again, or
 ``manage.py partition_readings``, and it goes on from where it stopped.
 
-Reverse: not supported with data; the partitioned table works for every query Django
-makes, so there is no need to go back.
+Reverse: every reading is copied back into one plain table (in one go).
 """
 
 from django.db import migrations
@@ -27,6 +26,17 @@ def partition_readings(apps, schema_editor):
     partitions.migrate_legacy()
 
 
+def unpartition_readings(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    from django.db import transaction
+
+    from discovery.services import partitions
+
+    with transaction.atomic(), schema_editor.connection.cursor() as cursor:
+        partitions.create_plain_table(cursor)
+
+
 class Migration(migrations.Migration):
     atomic = False
 
@@ -34,4 +44,4 @@ class Migration(migrations.Migration):
         ("discovery", "0008_device_field_state"),
     ]
 
-    operations = [migrations.RunPython(partition_readings, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(partition_readings, unpartition_readings)]
