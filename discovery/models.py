@@ -175,6 +175,15 @@ class BACnetPoint(models.Model):
         indexes = [
             # Point search by name across devices.
             models.Index(fields=["name"], name="discovery_point_name"),
+            # "Does any point store on change?", asked by every cycle store: an empty
+            # index answers at once where a scan of 10,000 points took 4.5 ms.
+            models.Index(
+                fields=["id"],
+                condition=Q(deadband__isnull=False)
+                | Q(deadband_relative__isnull=False)
+                | Q(heartbeat_minutes__isnull=False),
+                name="discovery_point_store_rule",
+            ),
         ]
 
     def __str__(self) -> str:

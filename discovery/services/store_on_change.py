@@ -14,11 +14,12 @@ drift is stored once it has moved a deadband in total, not lost in small steps.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 
 from discovery.models import BACnetPoint
 
@@ -93,14 +94,16 @@ def should_store(
     return abs(value - stored.value) > band
 
 
-def _any_rule_in_use(point_ids: Sequence[int]) -> bool:
+def _any_rule_in_use() -> bool:
+    """A type rule, or any point with its own (the partial index
+    ``discovery_point_store_rule`` answers without reading the points)."""
     if settings.BACNET_STORE_RULES:
         return True
-    return (
-        BACnetPoint.objects.filter(pk__in=point_ids)
-        .exclude(deadband=None, deadband_relative=None, heartbeat_minutes=None)
-        .exists()
-    )
+    return BACnetPoint.objects.filter(
+        Q(deadband__isnull=False)
+        | Q(deadband_relative__isnull=False)
+        | Q(heartbeat_minutes__isnull=False)
+    ).exists()
 
 
 def unchanged_points(
@@ -109,10 +112,12 @@ def unchanged_points(
     """The points of a cycle whose reading is *not* to be stored (within the deadband,
     heartbeat not due). None, after one cheap query, when no rule is in use: every
     reading is stored and the last stored reading need not be tracked."""
+    if not _any_rule_in_use():
+        return None
     values = list(values)
     ids = [point_id for point_id, *_ in values]
-    if not ids or not _any_rule_in_use(ids):
-        return None
+    if not ids:
+        return set()
     states = {
         row[0]: Stored(
             row[1],
