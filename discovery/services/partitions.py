@@ -200,6 +200,8 @@ def create_plain_table(cursor: Any) -> None:
         f"INSERT INTO {plain} (id, timestamp, value, value_text, status_flags, point_id) "  # noqa: S608
         f"SELECT id, timestamp, value, value_text, status_flags, point_id FROM {TABLE}"
     )
+    # The copied rows' deferred foreign-key checks must run before the table changes.
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     cursor.execute(f"DROP TABLE {TABLE} CASCADE")
     cursor.execute(f"DROP TABLE IF EXISTS {LEGACY_TABLE}")
     cursor.execute(f"ALTER TABLE {plain} RENAME TO {TABLE}")

@@ -52,5 +52,11 @@ def test_it_moves_an_existing_installations_readings_into_partitions():
         # New readings get new ids after the moved ones.
         new = BACnetReading.objects.create(point=point, timestamp=T0 + timedelta(days=9), value=1)
         assert new.pk > max(BACnetReading.objects.exclude(pk=new.pk).values_list("pk", flat=True))
+        # And back: every reading copied into one plain table again.
+        migrate_to(BEFORE)
+        assert not partitions.is_partitioned()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM discovery_bacnetreading")
+            assert cursor.fetchone()[0] == 61
     finally:
         call_command("migrate", verbosity=0)
