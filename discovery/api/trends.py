@@ -54,6 +54,12 @@ def retention_note(start: datetime, now: datetime | None = None) -> tuple[dateti
     cutoff = raw_cutoff(now)
     if cutoff is None or start >= cutoff:
         return None, ""
+    if connection.vendor != "postgresql":
+        # The chart reads the statistics on PostgreSQL only (see downsample).
+        return cutoff, (
+            f"Raw readings are kept {settings.BACNET_RETENTION_RAW_DAYS} days: there are "
+            f"none before {cutoff:%Y-%m-%d %H:%M} UTC (see the statistics below)."
+        )
     return cutoff, (
         f"Raw readings are kept {settings.BACNET_RETENTION_RAW_DAYS} days: before "
         f"{cutoff:%Y-%m-%d %H:%M} UTC this shows the hourly statistics."
