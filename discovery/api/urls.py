@@ -31,6 +31,7 @@ app_name = "api"
 urlpatterns = [
     path("task-status/<int:task_id>/", views.TaskStatusView.as_view(), name="task-status"),
     path("status/", views.BackendStatusView.as_view(), name="backend-status"),
+    path("history-size/", views.HistorySizeView.as_view(), name="history-size"),
     path("collection-windows/", views.CollectionWindowsView.as_view(), name="collection-windows"),
     # DRF's token view names its own parsers: give it the depth-limited JSON one too.
     path(
