@@ -234,6 +234,7 @@ CELERY_TASK_ROUTES = {
     "discovery.tasks.calculate_hourly_stats": {"queue": "default"},
     "discovery.tasks.calculate_daily_stats": {"queue": "default"},
     "discovery.tasks.relinquish_due_overrides": {"queue": "default"},
+    "discovery.tasks.maintain_readings": {"queue": "default"},
 }
 # At-least-once for BACnet work: acknowledge after the task ran, hand a task back if its
 # worker died, and take one message at a time so a busy solo worker hoards nothing.
@@ -279,6 +280,18 @@ BACNET_COLLECT_INTERVAL_S = env.int("BACNET_COLLECT_INTERVAL_S", default=60)
 BACNET_COLLECT_MAX_LATE_S = env.int("BACNET_COLLECT_MAX_LATE_S", default=60)
 # How often the database-backend worker recomputes recent hourly and daily statistics.
 BACNET_ROLLUP_INTERVAL_S = env.int("BACNET_ROLLUP_INTERVAL_S", default=300)
+# Readings history (PostgreSQL: time partitions; bench/RESULTS.md "partitions").
+BACNET_READINGS_PARTITION = env.str("BACNET_READINGS_PARTITION", default="day")
+BACNET_READINGS_PARTITIONS_AHEAD_DAYS = env.int("BACNET_READINGS_PARTITIONS_AHEAD_DAYS", default=7)
+# Retention in days; 0 keeps everything. Raw readings go (whole partitions on PostgreSQL)
+# only once their hourly and daily statistics exist.
+BACNET_RETENTION_RAW_DAYS = env.int("BACNET_RETENTION_RAW_DAYS", default=0)
+BACNET_RETENTION_HOURLY_DAYS = env.int("BACNET_RETENTION_HOURLY_DAYS", default=0)
+BACNET_RETENTION_DAILY_DAYS = env.int("BACNET_RETENTION_DAILY_DAYS", default=0)
+# Store on change per object type (JSON), e.g. {"analog-input": {"deadband": 0.2,
+# "heartbeat_minutes": 15}, "binary-input": {"heartbeat_minutes": 60}}; each point's own
+# deadband / heartbeat fields win. Empty: every reading is stored.
+BACNET_STORE_RULES: dict[str, dict[str, float]] = env.json("BACNET_STORE_RULES", default={})
 BACNET_WORKER_HEARTBEAT_S = env.int("BACNET_WORKER_HEARTBEAT_S", default=10)
 BACNET_JOB_STALE_AFTER_S = env.int("BACNET_JOB_STALE_AFTER_S", default=120)
 BACNET_JOB_MAX_ATTEMPTS = env.int("BACNET_JOB_MAX_ATTEMPTS", default=3)

@@ -43,6 +43,8 @@ class BACnetPointAdmin(admin.ModelAdmin):
     list_select_related = ["device"]
     search_fields = ["name", "description", "device__name"]
     raw_id_fields = ["device"]
+    # Kept by the cycle store for the deadband; editing them would only mislead it.
+    readonly_fields = ["stored_value", "stored_value_text", "stored_status_flags", "stored_at"]
 
 
 @admin.register(BACnetReading)

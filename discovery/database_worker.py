@@ -88,6 +88,10 @@ class DatabaseWorker:
         if self._every("rollups", settings.BACNET_ROLLUP_INTERVAL_S):
             calculate_hourly_stats()
             calculate_daily_stats()
+        if self._every("maintenance", 3600):
+            from discovery.services.retention import maintain_readings
+
+            maintain_readings()
 
     def open_due_window(self) -> None:
         """Open the current collection window once, when it starts (absolute windows:

@@ -141,6 +141,25 @@ class BACnetPoint(models.Model):
     # user's choice and stays untouched).
     missing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Store on change (discovery.services.store_on_change): unset fields follow the rule
+    # of the point's object type (BACNET_STORE_RULES); with no rule at all, every
+    # reading is stored.
+    deadband = models.FloatField(
+        null=True, blank=True, help_text="Store when the value moved more than this (analog)."
+    )
+    deadband_relative = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Store when the value moved more than this fraction of the last stored one.",
+    )
+    heartbeat_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Store at least this often, changed or not."
+    )
+    # The last reading stored (the deadband compares with it, not with the latest value).
+    stored_value = models.FloatField(null=True, blank=True)
+    stored_value_text = models.CharField(max_length=255, blank=True)
+    stored_status_flags = models.PositiveSmallIntegerField(null=True, blank=True)
+    stored_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "BACnet point"
@@ -156,6 +175,15 @@ class BACnetPoint(models.Model):
         indexes = [
             # Point search by name across devices.
             models.Index(fields=["name"], name="discovery_point_name"),
+            # "Does any point store on change?", asked by every cycle store: an empty
+            # index answers at once where a scan of 10,000 points took 4.5 ms.
+            models.Index(
+                fields=["id"],
+                condition=Q(deadband__isnull=False)
+                | Q(deadband_relative__isnull=False)
+                | Q(heartbeat_minutes__isnull=False),
+                name="discovery_point_store_rule",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -16,7 +16,13 @@ from celery.schedules import schedstate
 from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
-DEFAULT_ENTRIES = ("Collect readings", "Hourly statistics", "Daily statistics", "Sweep jobs")
+DEFAULT_ENTRIES = (
+    "Collect readings",
+    "Hourly statistics",
+    "Daily statistics",
+    "Sweep jobs",
+    "Readings maintenance",
+)
 
 
 def install_default_schedules(**_: Any) -> list[str]:
@@ -42,6 +48,10 @@ def install_default_schedules(**_: Any) -> list[str]:
     daily, _ = CrontabSchedule.objects.get_or_create(
         minute="15", hour="0", day_of_week="*", day_of_month="*", month_of_year="*"
     )
+    # After the daily rollup, so the day that leaves the retention has its statistics.
+    maintenance, _ = CrontabSchedule.objects.get_or_create(
+        minute="45", hour="0", day_of_week="*", day_of_month="*", month_of_year="*"
+    )
     wanted = {
         "Collect readings": dict(
             task="discovery.tasks.read_device_points",
@@ -53,6 +63,9 @@ def install_default_schedules(**_: Any) -> list[str]:
         ),
         "Daily statistics": dict(
             task="discovery.tasks.calculate_daily_stats", crontab=daily, expire_seconds=86400
+        ),
+        "Readings maintenance": dict(
+            task="discovery.tasks.maintain_readings", crontab=maintenance, expire_seconds=86400
         ),
         "Sweep jobs": dict(
             task="discovery.tasks.sweep_jobs", interval=every_minute, expire_seconds=60

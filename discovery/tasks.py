@@ -123,6 +123,16 @@ def calculate_daily_stats(lookback_days: int = 2) -> int:
     return rollups.calculate_daily_stats(lookback_days)
 
 
+@shared_task(name="discovery.tasks.maintain_readings")
+def maintain_readings() -> dict[str, Any]:
+    """Partitions ahead; raw readings and statistics past their retention out."""
+    from dataclasses import asdict
+
+    from discovery.services.retention import maintain_readings as maintain
+
+    return asdict(maintain())
+
+
 @shared_task(name="discovery.tasks.sweep_jobs")
 def sweep_jobs() -> dict[str, int]:
     """Retry or fail jobs of dead workers; send jobs that never reached the broker."""

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from discovery.views import commanding, dashboard, devices, exports, health, jobs
+from discovery.views import commanding, dashboard, devices, exports, health, history, jobs
 
 app_name = "discovery"
 urlpatterns = [
@@ -27,6 +27,7 @@ urlpatterns = [
     path("jobs/events/", jobs.job_events, name="job-events"),
     path("jobs/<int:pk>/", jobs.job_detail, name="job-detail"),
     path("jobs/<int:pk>/cancel/", jobs.cancel, name="job-cancel"),
+    path("history/", history.history, name="history"),
     path("export/readings.csv", exports.export_readings, name="export-readings"),
     path("healthz", health.healthz, name="healthz"),
 ]

@@ -278,3 +278,7 @@ class TrendSerializer(serializers.Serializer):
     min = serializers.ListField(child=serializers.FloatField())
     max = serializers.ListField(child=serializers.FloatField())
     count = serializers.ListField(child=serializers.IntegerField())
+    raw_since = serializers.DateTimeField(
+        allow_null=True, help_text="Raw readings before this are gone (retention)."
+    )
+    note = serializers.CharField(help_text="Where the chart shows statistics, and why.")

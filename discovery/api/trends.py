@@ -11,6 +11,10 @@ rollup has already summarised come from the hourly statistics (one row per hour 
 of sixty readings) and only the edges from the readings: a year's chart went from
 415 ms to about 16 ms (bench/RESULTS.md, pages). Averages are weighted by each hour's
 count, so they equal the averages over the readings.
+
+Where raw readings are gone (``BACNET_RETENTION_RAW_DAYS``), a range reaching back
+before the retention's cutoff is always drawn from the hourly statistics (buckets of an
+hour or more) and the response says so (``raw_since``, ``note``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
 from discovery.models import BACnetHourlyStat, BACnetPoint, BACnetReading
@@ -41,9 +46,30 @@ def _column(field_name: str) -> str:
     return column
 
 
+def retention_note(start: datetime, now: datetime | None = None) -> tuple[datetime | None, str]:
+    """(the raw cutoff, a sentence for the page) when [start, …) reaches back before the
+    raw readings' retention; (None, "") otherwise."""
+    from discovery.services.retention import raw_cutoff
+
+    cutoff = raw_cutoff(now)
+    if cutoff is None or start >= cutoff:
+        return None, ""
+    if connection.vendor != "postgresql":
+        # The chart reads the statistics on PostgreSQL only (see downsample).
+        return cutoff, (
+            f"Raw readings are kept {settings.BACNET_RETENTION_RAW_DAYS} days: there are "
+            f"none before {cutoff:%Y-%m-%d %H:%M} UTC (see the statistics below)."
+        )
+    return cutoff, (
+        f"Raw readings are kept {settings.BACNET_RETENTION_RAW_DAYS} days: before "
+        f"{cutoff:%Y-%m-%d %H:%M} UTC this shows the hourly statistics."
+    )
+
+
 def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> dict[str, Any]:
     """Bucketed readings of one point in [start, end): lists ready for the chart."""
     buckets = max(1, min(int(buckets), MAX_BUCKETS))
+    raw_since, note = retention_note(start)
     start_s, end_s = start.timestamp(), end.timestamp()
     width = max((end_s - start_s) / buckets, 1e-3)
     meta = BACnetReading._meta
@@ -77,7 +103,13 @@ def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> d
         # Few readings (a short range, a new point): send them as they are.
         cursor.execute(raw_sql, [*params, buckets + 1])
         raw = cursor.fetchall()
-        if len(raw) <= buckets:
+        if raw_since is not None and connection.vendor == "postgresql":
+            # Part of the range survives only as statistics: hours from them, the rest
+            # (after the cutoff) from the readings.
+            width = max(math.ceil(width / 3600), 1) * 3600
+            rows = _buckets_from_hourly_stats(cursor, point_id, start, end, width)
+            raw = [None] * (buckets + 1)  # reported as buckets, not raw readings
+        elif len(raw) <= buckets:
             rows = [(None, t, v, v, v, 1) for t, v in raw]
         elif width >= 3600 and connection.vendor == "postgresql":
             # Whole hours per bucket, from the start's hour: each summarised hour then
@@ -97,6 +129,8 @@ def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> d
         "min": [row[3] for row in rows],
         "max": [row[4] for row in rows],
         "count": [row[5] for row in rows],
+        "raw_since": raw_since.isoformat() if raw_since else None,
+        "note": note,
     }
 
 

@@ -44,6 +44,7 @@ urlpatterns = [
         name="point-priority-array",
     ),
     path("status/", views.BackendStatusView.as_view(), name="backend-status"),
+    path("history-size/", views.HistorySizeView.as_view(), name="history-size"),
     path("collection-windows/", views.CollectionWindowsView.as_view(), name="collection-windows"),
     # DRF's token view names its own parsers: give it the depth-limited JSON one too.
     path(

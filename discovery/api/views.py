@@ -197,6 +197,23 @@ class CollectionWindowsView(APIView):
         return Response(serializers.WindowAccountSerializer(summary).data)
 
 
+class HistorySizeView(APIView):
+    """Rows and bytes of the readings history, growth per day, and the points and
+    devices that write the most (over the last ``days``, default 14, at most 366)."""
+
+    @extend_schema(parameters=[OpenApiParameter("days", int)], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        from discovery.services.history_size import history_size
+
+        try:
+            days = int(request.query_params.get("days", 14))
+        except ValueError:
+            raise ValidationError({"detail": "days must be an integer."}) from None
+        if not 1 <= days <= 366:
+            raise ValidationError({"detail": "days must be between 1 and 366."})
+        return Response(history_size(days))
+
+
 class TaskStatusView(APIView):
     """Seed 001's task status by id."""
 

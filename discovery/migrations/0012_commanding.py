@@ -26,7 +26,7 @@ def create_operators(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("discovery", "0008_device_field_state"),
+        ("discovery", "0011_point_store_on_change"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),

@@ -5,7 +5,7 @@ values arrive cleaned by ``storage.store_readings``."""
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from django.db import connection
@@ -29,19 +29,26 @@ def write_cycle_postgresql(
     errors: Sequence[tuple[int, str]],
     timestamp: datetime,
     now: datetime,
+    unchanged: Collection[int] | None = None,
 ) -> None:
     """The cycle goes to PostgreSQL once (COPY into a temporary table) and the database
     fans it out: readings with INSERT ... SELECT (still ON CONFLICT DO NOTHING), latest
     values with one UPDATE ... FROM. 34-41x the rows/s of bulk_create + bulk_update, whose
     time went to Python building one CASE WHEN expression per row and field
-    (bench/RESULTS.md, ingest)."""
+    (bench/RESULTS.md, ingest).
+
+    ``unchanged``: points whose reading only updates the latest value (store on change);
+    None: every reading is stored and the last stored one is not tracked."""
+    skip = unchanged or ()
     buffer = io.StringIO()
     for point_id, number, text, flags in values:
+        keep = "f" if point_id in skip else "t"
         buffer.write(
-            f"{point_id}\t{_copy_field(number)}\t{_copy_field(text)}\t{_copy_field(flags)}\t\\N\n"
+            f"{point_id}\t{_copy_field(number)}\t{_copy_field(text)}\t{_copy_field(flags)}"
+            f"\t\\N\t{keep}\n"
         )
     for point_id, error in errors:
-        buffer.write(f"{point_id}\t\\N\t\\N\t\\N\t{_copy_field(error)}\n")
+        buffer.write(f"{point_id}\t\\N\t\\N\t\\N\t{_copy_field(error)}\tf\n")
     buffer.seek(0)
     quote = connection.ops.quote_name
     readings = quote(BACnetReading._meta.db_table)
@@ -52,20 +59,28 @@ def write_cycle_postgresql(
         cursor.execute("DROP TABLE IF EXISTS discovery_cycle_stage")
         cursor.execute(
             "CREATE TEMP TABLE discovery_cycle_stage (point_id bigint, value float8, "
-            "value_text text, status_flags integer, error text) ON COMMIT DROP"
+            "value_text text, status_flags integer, error text, keep boolean) ON COMMIT DROP"
         )
         cursor.cursor.copy_expert(
-            "COPY discovery_cycle_stage (point_id, value, value_text, status_flags, error) "
-            "FROM STDIN",
+            "COPY discovery_cycle_stage (point_id, value, value_text, status_flags, error, "
+            "keep) FROM STDIN",
             buffer,
         )
         # Table names come from the models; every value is a parameter.
         cursor.execute(
             f"INSERT INTO {readings} (point_id, timestamp, value, value_text, status_flags) "  # noqa: S608
             "SELECT point_id, %s, value, value_text, status_flags FROM discovery_cycle_stage "
-            "WHERE error IS NULL ON CONFLICT (point_id, timestamp) DO NOTHING",
+            "WHERE error IS NULL AND keep ON CONFLICT (point_id, timestamp) DO NOTHING",
             [timestamp],
         )
+        if unchanged is not None:
+            cursor.execute(
+                f"UPDATE {points} AS p SET stored_value = s.value, "  # noqa: S608
+                "stored_value_text = s.value_text, stored_status_flags = s.status_flags, "
+                "stored_at = %s FROM discovery_cycle_stage AS s "
+                "WHERE p.id = s.point_id AND s.error IS NULL AND s.keep",
+                [timestamp],
+            )
         cursor.execute(
             f"UPDATE {points} AS p SET last_value = s.value, last_value_text = s.value_text, "  # noqa: S608
             "last_status_flags = s.status_flags, last_read_at = %s, last_error = '' "
@@ -85,9 +100,12 @@ def write_cycle_portable(
     errors: Sequence[tuple[int, str]],
     timestamp: datetime,
     now: datetime,
+    unchanged: Collection[int] | None = None,
 ) -> None:
     """SQLite (the embedded mode): bulk insert, and one prepared UPDATE run per point
     (executemany), which SQLite does fast; bulk_update's CASE WHEN does not scale."""
+    skip = unchanged or ()
+    kept = [v for v in values if v[0] not in skip]
     BACnetReading.objects.bulk_create(
         [
             BACnetReading(
@@ -97,7 +115,7 @@ def write_cycle_portable(
                 value_text=text,
                 status_flags=flags,
             )
-            for point_id, number, text, flags in values
+            for point_id, number, text, flags in kept
         ],
         batch_size=5000,
         ignore_conflicts=True,
@@ -115,3 +133,10 @@ def write_cycle_portable(
             f"UPDATE {table} SET last_error = %s, last_read_at = %s WHERE id = %s",  # noqa: S608
             [(error, read_at, point_id) for point_id, error in errors],
         )
+        if unchanged is not None:
+            stored_at = adapt(timestamp)
+            cursor.executemany(
+                f"UPDATE {table} SET stored_value = %s, stored_value_text = %s, "  # noqa: S608
+                "stored_status_flags = %s, stored_at = %s WHERE id = %s",
+                [(number, text, flags, stored_at, pk) for pk, number, text, flags in kept],
+            )

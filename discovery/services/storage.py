@@ -26,6 +26,7 @@ from discovery.models import (
     moved_history,
 )
 from discovery.services.cycle_writes import write_cycle_portable, write_cycle_postgresql
+from discovery.services.store_on_change import unchanged_points
 
 TEXT_LIMIT = 10_000  # for TextFields: a 10 kB device description is kept, not more
 
@@ -279,11 +280,13 @@ def store_readings(
                 text = str(value.value)
             values.append((point_id, number, text, value.status_flags))
     with transaction.atomic():
+        # Store on change: the readings within their deadband update the latest value only.
+        unchanged = unchanged_points(values, timestamp)
         if connection.vendor == "postgresql":
-            write_cycle_postgresql(values, errors, timestamp, now)
+            write_cycle_postgresql(values, errors, timestamp, now, unchanged)
         else:
-            write_cycle_portable(values, errors, timestamp, now)
-        summary.readings = len(values)
+            write_cycle_portable(values, errors, timestamp, now, unchanged)
+        summary.readings = len(values) - len(unchanged or ())
         if online:
             BACnetDevice.objects.filter(device_instance__in=online).update(
                 last_seen=now, is_online=True, in_fault=False, last_error=""

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from discovery.api.filters import PointFilter
 from discovery.api.ranges import RANGE_LABELS, RangeError, TimeRange, resolve_range
+from discovery.api.trends import retention_note
 from discovery.jobs import JobError, request_job
 from discovery.models import (
     BACnetDailyStat,
@@ -151,6 +152,7 @@ def point_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 initial={"range": window.name, "start": window.start, "end": window.end}
             ),
             "range_error": error,
+            "retention_note": retention_note(window.start)[1],
             "chart_url": reverse("api:point-trend", args=[point.pk])
             + "?"
             + urlencode(_range_query(window)),

@@ -150,6 +150,16 @@ def test_it_points_the_chart_at_the_trend_data_for_the_chosen_range(logged_in, s
     assert len(response.context["daily"]) == 1
 
 
+def test_it_says_where_the_chart_shows_statistics_because_raw_readings_are_gone(
+    logged_in, site, settings
+):
+    url = reverse("discovery:point-detail", args=[site["point"].pk])
+    assert "Raw readings are kept" not in logged_in.get(url, {"range": "week"}).content.decode()
+    settings.BACNET_RETENTION_RAW_DAYS = 3
+    page = logged_in.get(url, {"range": "week"}).content.decode()
+    assert "Raw readings are kept 3 days" in page
+
+
 def test_it_explains_a_bad_range_and_shows_the_last_day(logged_in, site):
     url = reverse("discovery:point-detail", args=[site["point"].pk])
     response = logged_in.get(url, {"start": "2026-01-02", "end": "2026-01-01"})

@@ -120,3 +120,24 @@ def test_long_ranges_read_summarised_hours_from_the_hourly_stats_with_the_same_r
         values = expected[bucket]
         assert (low, high, count) == (min(values), max(values), len(values))
         assert avg == pytest.approx(sum(values) / len(values))
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="statistics path: PostgreSQL")
+def test_it_draws_from_the_statistics_where_raw_readings_are_gone_and_says_so(settings):
+    """GIVEN two days of minute readings rolled up, and the first day's raw readings
+    deleted by retention WHEN the chart asks for both days THEN the first day comes from
+    the hourly statistics, the second from the readings, and the reply says so."""
+    from discovery.services.rollups import roll_up
+
+    point = PointFactory()
+    add_readings(point, 2 * 1440, timedelta(minutes=1))
+    roll_up("hour")
+    second_day = START + timedelta(days=1)
+    BACnetReading.objects.filter(timestamp__lt=second_day).delete()
+    settings.BACNET_RETENTION_RAW_DAYS = (datetime.now(UTC) - second_day).days
+    data = downsample(point.pk, START, START + timedelta(days=2), 1000)
+    assert sum(data["count"]) == 2 * 1440  # every minute counted, half through the stats
+    assert min(data["t"]) < second_day.timestamp()
+    assert data["raw_since"] is not None and "hourly statistics" in data["note"]
+    settings.BACNET_RETENTION_RAW_DAYS = 0
+    assert downsample(point.pk, START, START + timedelta(days=2), 1000)["note"] == ""

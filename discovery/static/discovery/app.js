@@ -110,7 +110,7 @@
     } else {
       text += "; each a reading as it was read";
     }
-    return text + ".";
+    return text + "." + (data.note ? " " + data.note : "");
   }
 
   /* Raw readings are one series ("value" or "state"); buckets have an average with its
