@@ -9,6 +9,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from discovery.keeping import CovState, Keeping, KeepingRule
+
+__all__ = ["CovState", "Keeping", "KeepingRule"]  # re-exported: registered with the app here
+
 # BACnet device instances are 22 bits; 4194303 is the "unconfigured" wildcard.
 MAX_DEVICE_INSTANCE = 4194302
 
@@ -141,6 +145,11 @@ class BACnetPoint(models.Model):
     # user's choice and stays untouched).
     missing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Change of value (discovery.keeping): blank keeping follows the object type's rule.
+    keeping = models.CharField(max_length=16, choices=Keeping.choices, blank=True)
+    cov_state = models.CharField(max_length=16, choices=CovState.choices, blank=True)
+    cov_renewed_at = models.DateTimeField(null=True, blank=True)
+    cov_note = models.TextField(blank=True)
 
     class Meta:
         verbose_name = "BACnet point"
