@@ -75,6 +75,11 @@ class PointSerializer(serializers.ModelSerializer):
     device_instance = serializers.IntegerField(source="device.device_instance", read_only=True)
     units_symbol = serializers.SerializerMethodField()
     status_flag_names = serializers.SerializerMethodField()
+    kept_as = serializers.CharField(
+        read_only=True,
+        help_text="How the point is kept: its own keeping, else its object type's rule, "
+        "else polled. cov_state says whether a COV subscription stands (otherwise polled).",
+    )
 
     class Meta:
         model = BACnetPoint
@@ -96,6 +101,11 @@ class PointSerializer(serializers.ModelSerializer):
             "last_read_at",
             "last_error",
             "polling_enabled",
+            "keeping",
+            "kept_as",
+            "cov_state",
+            "cov_renewed_at",
+            "cov_note",
         ]
         read_only_fields = fields
 

@@ -34,6 +34,7 @@ from discovery.models import (
     CollectionGap,
 )
 from discovery.outcomes import cancel_job, request_discovery
+from discovery.services.cov import with_keeping
 from discovery.windows import recent_summary
 
 RANGE_PARAMETERS = [
@@ -59,7 +60,7 @@ class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class PointViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = BACnetPoint.objects.select_related("device")
+    queryset = with_keeping(BACnetPoint.objects.select_related("device"))
     serializer_class = serializers.PointSerializer
     pagination_class = CappedLimitOffsetPagination
     filterset_class = filters.PointFilter

@@ -220,3 +220,13 @@ class CovKeeper(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
+
+
+def kept_as(point: BACnetPoint) -> tuple[str, str]:
+    """(keeping, where it comes from: "point", "rule" or "default") of one point."""
+    if point.keeping:
+        return point.keeping, "point"
+    rule = KeepingRule.objects.filter(object_type=point.object_type).first()
+    if rule is not None:
+        return rule.keeping, "rule"
+    return Keeping.POLLED, "default"

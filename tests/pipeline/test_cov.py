@@ -172,3 +172,71 @@ def test_it_keeps_cov_points_with_the_celery_worker(site, redis_url) -> None:
         _check_cov_flow(site, "celery")
     finally:
         worker.stop()
+
+
+def _free_ports(count: int) -> int:
+    """A base port with ``count`` consecutive free ports after it (retrying a few)."""
+    import socket
+
+    from tests.site_fixtures import free_udp_port
+
+    def free(port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    for _ in range(10):
+        base = free_udp_port()
+        if all(free(base + k) for k in range(count)):
+            return base
+    raise AssertionError("no consecutive free UDP ports")
+
+
+def test_it_resubscribes_after_a_device_restart() -> None:
+    """GIVEN a point kept by COV on a device that then restarts (same address, no
+    subscriptions any more) WHEN its subscription comes up for renewal THEN the worker
+    subscribes again and the device's changes are stored again."""
+    from tests.site_fixtures import start_site_with_args
+
+    base = _free_ports(2)
+    args = [
+        "--devices=1",
+        "--objects=4",
+        "--vary",
+        f"--bbmd-port={base}",
+        f"--base-port={base + 1}",
+    ]
+    first = start_site_with_args(args)
+    env = worker_env(first, BACNET_BACKEND="database", **COV_ENV)
+    worker = start_database_worker("bacnet-cov-restart", env, "--no-schedule")
+    try:
+        _discover("database")
+        point = BACnetPoint.objects.get(
+            device__device_instance=first.devices[0]["instance"], object_type="analog-input"
+        )
+        point.keeping = Keeping.COV
+        point.save(update_fields=["keeping"])
+        wait_until(
+            lambda: BACnetReading.objects.filter(point=point).count() >= 2,
+            scaled(15),
+            "COV readings",
+        )
+        first.stop()
+        restarted = timezone.now()
+        second = start_site_with_args(args)
+        try:
+
+            def heard_again() -> bool:
+                return BACnetReading.objects.filter(point=point, timestamp__gt=restarted).exists()
+
+            wait_until(heard_again, scaled(3 * LIFETIME_S), "readings after the device restart")
+            point.refresh_from_db()
+            assert point.cov_state == CovState.SUBSCRIBED
+            assert point.cov_renewed_at > restarted
+        finally:
+            second.stop()
+    finally:
+        worker.stop()
