@@ -75,4 +75,6 @@ def test_it_reads_and_stores_through_a_notification_flood(big_site, db) -> None:
     store_s = time.monotonic() - started
     steps = {(int(n.at / 0.1), n.object_type, n.instance) for n in notes}
     assert stored == len(steps) == BACnetReading.objects.count()
-    assert store_s < scaled(5)
+    # Measured here: 15,555 notifications over 268 steps in 3.8 s (unloaded) to 15.6 s
+    # (load average 7): one store_readings per 0.1 s step is the cost.
+    assert len(notes) / store_s > 1000 / scaled(1)
