@@ -62,11 +62,15 @@ def with_keeping(points: QuerySet[BACnetPoint]) -> QuerySet[BACnetPoint]:
 
 def polled_filter(now: datetime) -> Q:
     """The points collection polls: not kept by COV, or kept by COV without a working
-    subscription (the fallback), or "cov-check" ones unheard for ``BACNET_COV_CHECK_S``."""
+    subscription (the fallback; one not renewed within its lifetime has lapsed, e.g.
+    while its device was offline), or "cov-check" ones unheard for ``BACNET_COV_CHECK_S``."""
     unheard = now - timedelta(seconds=settings.BACNET_COV_CHECK_S)
+    lapsed = now - timedelta(seconds=settings.BACNET_COV_LIFETIME_S)
     return (
         Q(kept_as=Keeping.POLLED)
         | ~Q(cov_state=CovState.SUBSCRIBED)
+        | Q(cov_renewed_at__isnull=True)
+        | Q(cov_renewed_at__lt=lapsed)
         | Q(kept_as=Keeping.COV_CHECK)
         & (Q(last_read_at__isnull=True) | Q(last_read_at__lt=unheard))
     )
