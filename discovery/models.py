@@ -9,9 +9,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from discovery.alarms import Alarm
 from discovery.keeping import CovState, Keeping, KeepingRule
 
-__all__ = ["CovState", "Keeping", "KeepingRule"]  # re-exported: registered with the app here
+# Re-exported: the models of these modules are registered with the app from here.
+__all__ = ["Alarm", "CovState", "Keeping", "KeepingRule"]
 
 # BACnet device instances are 22 bits; 4194303 is the "unconfigured" wildcard.
 MAX_DEVICE_INSTANCE = 4194302

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from discovery.views import dashboard, devices, exports, health, jobs
+from discovery.views import alarms, dashboard, devices, exports, health, jobs
 
 app_name = "discovery"
 urlpatterns = [
@@ -15,6 +15,8 @@ urlpatterns = [
     path("devices/<int:instance>/enumerate/", devices.enumerate_points, name="enumerate-points"),
     path("points/", devices.point_list, name="point-list"),
     path("points/<int:pk>/", devices.point_detail, name="point-detail"),
+    path("alarms/", alarms.alarm_list, name="alarm-list"),
+    path("alarms/<int:pk>/acknowledge/", alarms.acknowledge_alarm, name="alarm-acknowledge"),
     path("jobs/", jobs.job_list, name="job-list"),
     path("jobs/table/", jobs.job_table, name="job-table"),
     path("jobs/events/", jobs.job_events, name="job-events"),

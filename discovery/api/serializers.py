@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from discovery.models import (
+    Alarm,
     BACnetDailyStat,
     BACnetDevice,
     BACnetHourlyStat,
@@ -281,3 +282,29 @@ class TrendSerializer(serializers.Serializer):
     min = serializers.ListField(child=serializers.FloatField())
     max = serializers.ListField(child=serializers.FloatField())
     count = serializers.ListField(child=serializers.IntegerField())
+
+
+class AlarmSerializer(serializers.ModelSerializer):
+    """A point's alarm: ``cleared_at`` null while it is active."""
+
+    device_instance = serializers.IntegerField(
+        source="point.device.device_instance", read_only=True
+    )
+    acknowledged_by = serializers.CharField(
+        source="acknowledged_by.username", read_only=True, default=None
+    )
+
+    class Meta:
+        model = Alarm
+        fields = [
+            "id",
+            "point",
+            "device_instance",
+            "source",
+            "raised_at",
+            "cleared_at",
+            "message",
+            "acknowledged_at",
+            "acknowledged_by",
+        ]
+        read_only_fields = fields

@@ -42,6 +42,7 @@ from discovery.bacnet_types import (
     PointValue,
 )
 from discovery.models import BACnetPoint, CovState, Keeping, KeepingRule
+from discovery.services.alarms import sync_alarms
 from discovery.services.storage import store_readings
 
 log = logging.getLogger(__name__)
@@ -195,8 +196,13 @@ class CovKeeper(threading.Thread):
             if client is None:
                 continue
             try:
-                self.flush(client)
-                if time.monotonic() >= self._renew_at:
+                stored = self.flush(client)
+                tick = time.monotonic() >= self._renew_at
+                if stored or tick:
+                    # A flag that arrived by COV is an alarm within a flush; polled
+                    # points' flags are looked at on every tick.
+                    sync_alarms()
+                if tick:
                     self._renew_at = time.monotonic() + renew_every
                     renew_subscriptions(client, self.since)
             except (DatabaseError, InterfaceError) as exc:

@@ -4,8 +4,9 @@ bacpypes3's own COV detection (``local/cov.py``) watches property *writes*; the
 simulated present values are functions of the clock and are never written, so a small
 watcher compares each subscribed object's value every ``WATCH_S`` and sends a
 notification when it moved by the object's COV increment (analog) or changed at all
-(binary, multi-state), as a device does. Subscriptions expire after their lifetime and
-are renewed by the same request again; a restarted device has none (they live here).
+(binary, multi-state), or its status flags changed, as a device does. Subscriptions
+expire after their lifetime and are renewed by the same request again; a restarted
+device has none (they live here).
 """
 
 from __future__ import annotations
@@ -97,10 +98,12 @@ class CovReportingMixin:
                 del subs[key]
                 continue
             obj = app.get_object_id(sub.object_id)
-            value = obj.presentValue
-            if sub.last_value is not None and not _moved(obj, sub.last_value, value):
-                continue
-            sub.last_value = value
+            value, flags = obj.presentValue, list(obj.statusFlags)
+            if sub.last_value is not None:
+                last_value, last_flags = sub.last_value
+                if flags == last_flags and not _moved(obj, last_value, value):
+                    continue
+            sub.last_value = (value, flags)
             self._notify(obj, sub, value, now)
 
     def _notify(self, obj: Any, sub: _Subscription, value: Any, now: float) -> None:

@@ -53,6 +53,7 @@ class SiteSpec:
     first_instance: int = 1001
     faults: bool = False
     vary: bool = False
+    alarms: bool = False
     big_object_list: int = 0
     seed: int = 0
     mode: str = LOOPBACK
@@ -144,6 +145,9 @@ class PointSpec:
     status_flags: tuple[bool, bool, bool, bool] = (False, False, False, False)
     # A fixed value that overrides the function of time (hostile NaN / +inf points).
     fixed_value: float | None = None
+    # Out of range above this: the in-alarm status flag is set while the value is (an
+    # intrinsic out-of-range alarm as a device reports it in its flags; --alarms).
+    high_limit: float | None = None
 
     @property
     def is_analog(self) -> bool:
@@ -196,6 +200,7 @@ class PointSpec:
             "state_texts": list(self.state_texts),
             "inactive_text": self.inactive_text,
             "active_text": self.active_text,
+            "high_limit": self.high_limit,
             "status_flags": {
                 "in_alarm": self.status_flags[0],
                 "fault": self.status_flags[1],

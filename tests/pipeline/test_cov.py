@@ -240,3 +240,51 @@ def test_it_resubscribes_after_a_device_restart() -> None:
             second.stop()
     finally:
         worker.stop()
+
+
+def test_it_raises_acknowledges_and_clears_an_alarm_that_arrives_by_cov() -> None:
+    """GIVEN a device whose analog input 1 goes out of range half of every 20 s (its
+    in-alarm flag set) and that point kept by COV WHEN it leaves its limit THEN an
+    alarm appears without any poll; it is acknowledged; it clears when the value is
+    back in range."""
+    from django.contrib.auth import get_user_model
+
+    from discovery.models import Alarm
+    from discovery.services.alarms import acknowledge
+    from tests.site_fixtures import start_site_with_args
+
+    site = start_site_with_args(
+        ["--devices=1", "--objects=4", "--vary", "--alarms", "--bbmd-port=0", "--base-port=0"]
+    )
+    env = worker_env(site, BACNET_BACKEND="database", **COV_ENV)
+    worker = start_database_worker("bacnet-cov-alarms", env, "--no-schedule")
+    try:
+        _discover("database")
+        point = BACnetPoint.objects.get(
+            device__device_instance=site.devices[0]["instance"],
+            object_type="analog-input",
+            object_instance=1,
+        )
+        point.keeping = Keeping.COV
+        point.save(update_fields=["keeping"])
+        alarm = wait_until(
+            lambda: Alarm.objects.filter(point=point, cleared_at__isnull=True).first(),
+            scaled(30),
+            "an alarm raised by a COV notification",
+        )
+        operator = get_user_model().objects.create_user("operator")
+        assert acknowledge(alarm, operator)
+        wait_until(
+            lambda: Alarm.objects.filter(pk=alarm.pk, cleared_at__isnull=False).exists(),
+            scaled(20),
+            "the alarm cleared",
+        )
+        alarm.refresh_from_db()
+        assert alarm.acknowledged_by == operator
+        assert alarm.cleared_at > alarm.raised_at
+        # Raised at the notification's arrival (0.1 s steps), not at a poll's whole second.
+        in_alarm = BACnetReading.objects.filter(point=point, status_flags=1).order_by("timestamp")
+        assert in_alarm.exists()
+    finally:
+        worker.stop()
+        site.stop()
