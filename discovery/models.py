@@ -232,6 +232,10 @@ class StatBase(models.Model):
     maximum = models.FloatField()
     average = models.FloatField()
     count = models.PositiveIntegerField()
+    # Each reading weighted by how long it held (until the next one or the bucket's end):
+    # what irregular readings (change of value) need; equal to ``average`` for regular
+    # polls. Null for buckets rolled up before it existed.
+    time_average = models.FloatField(null=True, blank=True)
 
     class Meta:
         abstract = True

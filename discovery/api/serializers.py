@@ -127,14 +127,30 @@ class ReadingSerializer(serializers.ModelSerializer):
 class HourlyStatSerializer(serializers.ModelSerializer):
     class Meta:
         model = BACnetHourlyStat
-        fields = ["point", "bucket_start", "minimum", "maximum", "average", "count"]
+        fields = [
+            "point",
+            "bucket_start",
+            "minimum",
+            "maximum",
+            "average",
+            "time_average",
+            "count",
+        ]
         read_only_fields = fields
 
 
 class DailyStatSerializer(serializers.ModelSerializer):
     class Meta:
         model = BACnetDailyStat
-        fields = ["point", "bucket_start", "minimum", "maximum", "average", "count"]
+        fields = [
+            "point",
+            "bucket_start",
+            "minimum",
+            "maximum",
+            "average",
+            "time_average",
+            "count",
+        ]
         read_only_fields = fields
 
 
