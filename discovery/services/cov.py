@@ -22,14 +22,19 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, close_old_connections, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    close_old_connections,
+    connection,
+    transaction,
+)
 from django.db.models import F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
@@ -178,7 +183,9 @@ def store_notifications(notes: Iterable[CovNotification]) -> int:
 
 
 class CovKeeper(threading.Thread):
-    """The BACnet worker's COV thread: stores notifications, keeps subscriptions up."""
+    """The BACnet worker's COV thread: stores notifications. A second thread of its own
+    keeps subscriptions up (subscribing thousands of points takes a while: the
+    notifications must not wait for it)."""
 
     def __init__(self, client_of: Callable[[], Any]) -> None:
         super().__init__(name="bacnet-cov", daemon=True)
@@ -187,30 +194,39 @@ class CovKeeper(threading.Thread):
         self.since = timezone.now()
         self.pending: list[CovNotification] = []
         self.lost = 0
-        self._renew_at = 0.0
 
     def run(self) -> None:
-        renew_every = min(5.0, max(0.5, settings.BACNET_COV_LIFETIME_S / 8))
+        renewer = threading.Thread(target=self._renew_loop, name="bacnet-cov-renew", daemon=True)
+        renewer.start()
         while not self.stopped.wait(settings.BACNET_COV_FLUSH_S):
             client = self.client_of()
-            if client is None:
-                continue
-            try:
-                stored = self.flush(client)
-                tick = time.monotonic() >= self._renew_at
-                if stored or tick:
-                    # A flag that arrived by COV is an alarm within a flush; polled
-                    # points' flags are looked at on every tick.
-                    sync_alarms()
-                if tick:
-                    self._renew_at = time.monotonic() + renew_every
-                    renew_subscriptions(client, self.since)
-            except (DatabaseError, InterfaceError) as exc:
-                log.warning("COV: database unreachable (%s); %s kept", exc, len(self.pending))
-            except Exception:  # the thread must outlive any one failure
-                log.exception("COV keeper step failed")
-            finally:
-                close_old_connections()
+            if client is not None and self._step(self.flush, client):
+                # A flag that arrived by COV is an alarm within a flush.
+                self._step(lambda _: sync_alarms(), client)
+        renewer.join(timeout=5)
+        connection.close()
+
+    def _renew_loop(self) -> None:
+        every = min(5.0, max(0.5, settings.BACNET_COV_LIFETIME_S / 8))
+        while not self.stopped.is_set():
+            client = self.client_of()
+            if client is not None:
+                # Polled points' in-alarm flags are looked at on every round too.
+                self._step(lambda c: sync_alarms(), client)
+                self._step(lambda c: renew_subscriptions(c, self.since), client)
+            self.stopped.wait(every)
+        connection.close()
+
+    def _step(self, work: Callable[[Any], Any], client: Any) -> Any:
+        try:
+            return work(client)
+        except (DatabaseError, InterfaceError) as exc:
+            log.warning("COV: database unreachable (%s); %s kept", exc, len(self.pending))
+        except Exception:  # the threads must outlive any one failure
+            log.exception("COV keeper step failed")
+        finally:
+            close_old_connections()
+        return None
 
     def flush(self, client: Any) -> int:
         """Store what arrived (and what a database outage held back)."""
