@@ -272,6 +272,15 @@ BACNET_DISCOVERY_QUIET_S = env.float("BACNET_DISCOVERY_QUIET_S", default=0.5)
 BACNET_DISCOVERY_MAX_S = env.float("BACNET_DISCOVERY_MAX_S", default=5.0)
 BACNET_READ_CONCURRENCY = env.int("BACNET_READ_CONCURRENCY", default=16)
 BACNET_OFFLINE_AFTER_S = env.int("BACNET_OFFLINE_AFTER_S", default=600)
+# Change of value (docs/bacnet.md): subscription lifetime (renewed at half of it),
+# confirmed or unconfirmed notifications, how often received notifications are stored,
+# how long a "cov-check" point may stay unheard before it is polled, and when a refused
+# subscription is asked for again.
+BACNET_COV_LIFETIME_S = env.int("BACNET_COV_LIFETIME_S", default=600)
+BACNET_COV_CONFIRMED = env.bool("BACNET_COV_CONFIRMED", default=False)
+BACNET_COV_FLUSH_S = env.float("BACNET_COV_FLUSH_S", default=0.5)
+BACNET_COV_CHECK_S = env.int("BACNET_COV_CHECK_S", default=900)
+BACNET_COV_RETRY_S = env.int("BACNET_COV_RETRY_S", default=3600)
 # The collection period installed in the "Collect readings" schedule on the first migrate;
 # afterwards the schedule (admin) is the one source of truth, in both backends.
 BACNET_COLLECT_INTERVAL_S = env.int("BACNET_COLLECT_INTERVAL_S", default=60)

@@ -8,6 +8,8 @@ from discovery.models import (
     BACnetReading,
     BACnetTask,
     BACnetWorker,
+    Keeping,
+    KeepingRule,
     PointCommand,
     PointCommandState,
 )
@@ -38,13 +40,53 @@ class BACnetDeviceAdmin(admin.ModelAdmin):
 
 @admin.register(BACnetPoint)
 class BACnetPointAdmin(admin.ModelAdmin):
-    list_display = ["device", "object_type", "object_instance", "name", "last_value", "units"]
-    list_filter = ["object_type", "polling_enabled"]
+    list_display = [
+        "device",
+        "object_type",
+        "object_instance",
+        "name",
+        "last_value",
+        "units",
+        "keeping",
+        "cov_state",
+        "cov_renewed_at",
+    ]
+    list_filter = ["object_type", "polling_enabled", "keeping", "cov_state"]
     list_select_related = ["device"]
     search_fields = ["name", "description", "device__name"]
     raw_id_fields = ["device"]
-    # Kept by the cycle store for the deadband; editing them would only mislead it.
-    readonly_fields = ["stored_value", "stored_value_text", "stored_status_flags", "stored_at"]
+    # Kept by the cycle store for the deadband, and set by the BACnet worker for the COV
+    # subscription: editing them would only mislead both.
+    readonly_fields = [
+        *("stored_value", "stored_value_text", "stored_status_flags", "stored_at"),
+        *("cov_state", "cov_renewed_at", "cov_note"),
+    ]
+    actions = ["keep_polled", "keep_by_cov", "keep_by_cov_check", "keep_by_rule"]
+
+    def _keep(self, request, queryset, keeping: str) -> None:
+        count = queryset.update(keeping=keeping)
+        self.message_user(request, f"{count} points: keeping set to {keeping or 'rule'}.")
+
+    @admin.action(description="Keep by polling")
+    def keep_polled(self, request, queryset) -> None:
+        self._keep(request, queryset, Keeping.POLLED)
+
+    @admin.action(description="Keep by change of value")
+    def keep_by_cov(self, request, queryset) -> None:
+        self._keep(request, queryset, Keeping.COV)
+
+    @admin.action(description="Keep by change of value, with a slow check poll")
+    def keep_by_cov_check(self, request, queryset) -> None:
+        self._keep(request, queryset, Keeping.COV_CHECK)
+
+    @admin.action(description="Keep as the object type's rule says")
+    def keep_by_rule(self, request, queryset) -> None:
+        self._keep(request, queryset, "")
+
+
+@admin.register(KeepingRule)
+class KeepingRuleAdmin(admin.ModelAdmin):
+    list_display = ["object_type", "keeping"]
 
 
 @admin.register(BACnetReading)

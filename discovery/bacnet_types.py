@@ -195,3 +195,40 @@ class CommandState:
     max_present_value: float | None = None
     number_of_states: int | None = None
     commandable: bool = True  # False when the object has no priority array
+
+
+@dataclass(frozen=True)
+class CovTarget:
+    """One object to subscribe to (SubscribeCOV) on one device."""
+
+    device: int
+    address: str
+    object_type: str
+    instance: int
+    confirmed: bool = False
+    lifetime_s: int = 300
+
+
+@dataclass
+class CovOutcome:
+    """How a subscription request went: ``error`` is empty when the device accepted it;
+    ``refused`` tells a device's no (error, reject) from no answer at all."""
+
+    target: CovTarget
+    error: str = ""
+    refused: bool = False
+
+
+@dataclass
+class CovNotification:
+    """One COV notification's present value (and status flags), as it arrived.
+
+    ``at`` is the Unix time of arrival: the reading's timestamp."""
+
+    device: int
+    object_type: str
+    instance: int
+    at: float
+    value: float | None = None
+    text: str = ""
+    status_flags: int | None = None

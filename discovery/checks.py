@@ -31,6 +31,11 @@ _POSITIVE_SETTINGS = (
     ("BACNET_DISCOVERY_QUIET_S", 0.001),
     ("BACNET_DISCOVERY_MAX_S", 0.001),
     ("BACNET_READ_CONCURRENCY", 1),
+    # A COV lifetime of 0 would mean "forever" to the device, never renewed: refused.
+    ("BACNET_COV_LIFETIME_S", 2),
+    ("BACNET_COV_FLUSH_S", 0.01),
+    ("BACNET_COV_CHECK_S", 1),
+    ("BACNET_COV_RETRY_S", 1),
 )
 
 

@@ -9,6 +9,12 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from discovery.alarms import Alarm
+from discovery.keeping import CovState, Keeping, KeepingRule
+
+# Re-exported: the models of these modules are registered with the app from here.
+__all__ = ["Alarm", "CovState", "Keeping", "KeepingRule"]
+
 # BACnet device instances are 22 bits; 4194303 is the "unconfigured" wildcard.
 MAX_DEVICE_INSTANCE = 4194302
 
@@ -160,6 +166,11 @@ class BACnetPoint(models.Model):
     stored_value_text = models.CharField(max_length=255, blank=True)
     stored_status_flags = models.PositiveSmallIntegerField(null=True, blank=True)
     stored_at = models.DateTimeField(null=True, blank=True)
+    # Change of value (discovery.keeping): blank keeping follows the object type's rule.
+    keeping = models.CharField(max_length=16, choices=Keeping.choices, blank=True)
+    cov_state = models.CharField(max_length=16, choices=CovState.choices, blank=True)
+    cov_renewed_at = models.DateTimeField(null=True, blank=True)
+    cov_note = models.TextField(blank=True)
 
     class Meta:
         verbose_name = "BACnet point"
@@ -249,6 +260,10 @@ class StatBase(models.Model):
     maximum = models.FloatField()
     average = models.FloatField()
     count = models.PositiveIntegerField()
+    # Each reading weighted by how long it held (until the next one or the bucket's end):
+    # what irregular readings (change of value) need; equal to ``average`` for regular
+    # polls. Null for buckets rolled up before it existed.
+    time_average = models.FloatField(null=True, blank=True)
 
     class Meta:
         abstract = True

@@ -2,7 +2,16 @@
 
 from django.urls import path
 
-from discovery.views import commanding, dashboard, devices, exports, health, history, jobs
+from discovery.views import (
+    alarms,
+    commanding,
+    dashboard,
+    devices,
+    exports,
+    health,
+    history,
+    jobs,
+)
 
 app_name = "discovery"
 urlpatterns = [
@@ -22,6 +31,8 @@ urlpatterns = [
     path("overrides/", commanding.overrides, name="overrides"),
     path("overrides/<int:command_id>/end/", commanding.end_override, name="override-end"),
     path("audit/", commanding.audit, name="audit"),
+    path("alarms/", alarms.alarm_list, name="alarm-list"),
+    path("alarms/<int:pk>/acknowledge/", alarms.acknowledge_alarm, name="alarm-acknowledge"),
     path("jobs/", jobs.job_list, name="job-list"),
     path("jobs/table/", jobs.job_table, name="job-table"),
     path("jobs/events/", jobs.job_events, name="job-events"),

@@ -51,6 +51,7 @@ class WorkerIdentity:
 _identity: WorkerIdentity | None = None
 _current_task_id: int | None = None
 _heartbeat: Heartbeat | None = None
+_cov_keeper: Any = None  # services.cov.CovKeeper, imported with the worker's BACnet side
 
 
 def current_worker() -> WorkerIdentity | None:
@@ -120,12 +121,28 @@ def become_bacnet_worker(name: str, backend: str, interface: str = "") -> Worker
         _retry_or_fail(task, f"worker {name} restarted while running it")
     _heartbeat = Heartbeat(identity, settings.BACNET_WORKER_HEARTBEAT_S)
     _heartbeat.start()
+    _start_cov_keeper()
     log.info("BACnet worker %s ready (backend %s, pid %s)", name, backend, identity.pid)
     return identity
 
 
+def _start_cov_keeper() -> None:
+    """Change-of-value subscriptions live with the socket, in this process, on a thread
+    of their own: it runs between and during jobs, whichever backend delivers them."""
+    global _cov_keeper
+    from discovery.bacnet_client import current_client
+    from discovery.services.cov import CovKeeper
+
+    _cov_keeper = CovKeeper(current_client)
+    _cov_keeper.start()
+
+
 def stop_bacnet_worker() -> None:
-    global _identity, _heartbeat
+    global _identity, _heartbeat, _cov_keeper
+    if _cov_keeper is not None:
+        _cov_keeper.stop()
+        _cov_keeper.join(timeout=5)
+        _cov_keeper = None
     if _heartbeat is not None:
         _heartbeat.stop()
         _heartbeat = None

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from discovery.models import (
+    Alarm,
     BACnetDailyStat,
     BACnetDevice,
     BACnetHourlyStat,
@@ -75,6 +76,11 @@ class PointSerializer(serializers.ModelSerializer):
     device_instance = serializers.IntegerField(source="device.device_instance", read_only=True)
     units_symbol = serializers.SerializerMethodField()
     status_flag_names = serializers.SerializerMethodField()
+    kept_as = serializers.CharField(
+        read_only=True,
+        help_text="How the point is kept: its own keeping, else its object type's rule, "
+        "else polled. cov_state says whether a COV subscription stands (otherwise polled).",
+    )
 
     class Meta:
         model = BACnetPoint
@@ -96,6 +102,11 @@ class PointSerializer(serializers.ModelSerializer):
             "last_read_at",
             "last_error",
             "polling_enabled",
+            "keeping",
+            "kept_as",
+            "cov_state",
+            "cov_renewed_at",
+            "cov_note",
         ]
         read_only_fields = fields
 
@@ -116,14 +127,30 @@ class ReadingSerializer(serializers.ModelSerializer):
 class HourlyStatSerializer(serializers.ModelSerializer):
     class Meta:
         model = BACnetHourlyStat
-        fields = ["point", "bucket_start", "minimum", "maximum", "average", "count"]
+        fields = [
+            "point",
+            "bucket_start",
+            "minimum",
+            "maximum",
+            "average",
+            "time_average",
+            "count",
+        ]
         read_only_fields = fields
 
 
 class DailyStatSerializer(serializers.ModelSerializer):
     class Meta:
         model = BACnetDailyStat
-        fields = ["point", "bucket_start", "minimum", "maximum", "average", "count"]
+        fields = [
+            "point",
+            "bucket_start",
+            "minimum",
+            "maximum",
+            "average",
+            "time_average",
+            "count",
+        ]
         read_only_fields = fields
 
 
@@ -282,3 +309,29 @@ class TrendSerializer(serializers.Serializer):
         allow_null=True, help_text="Raw readings before this are gone (retention)."
     )
     note = serializers.CharField(help_text="Where the chart shows statistics, and why.")
+
+
+class AlarmSerializer(serializers.ModelSerializer):
+    """A point's alarm: ``cleared_at`` null while it is active."""
+
+    device_instance = serializers.IntegerField(
+        source="point.device.device_instance", read_only=True
+    )
+    acknowledged_by = serializers.CharField(
+        source="acknowledged_by.username", read_only=True, default=None
+    )
+
+    class Meta:
+        model = Alarm
+        fields = [
+            "id",
+            "point",
+            "device_instance",
+            "source",
+            "raised_at",
+            "cleared_at",
+            "message",
+            "acknowledged_at",
+            "acknowledged_by",
+        ]
+        read_only_fields = fields

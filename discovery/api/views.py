@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, F
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -25,6 +25,7 @@ from discovery.api.trends import DEFAULT_BUCKETS, downsample, trend_point
 from discovery.csv_export import export_filename, readings_csv_response
 from discovery.jobs import JobError, backend_status, request_job, task_status
 from discovery.models import (
+    Alarm,
     BACnetDailyStat,
     BACnetDevice,
     BACnetHourlyStat,
@@ -34,6 +35,8 @@ from discovery.models import (
     CollectionGap,
 )
 from discovery.outcomes import cancel_job, request_discovery
+from discovery.services.alarms import acknowledge
+from discovery.services.cov import with_keeping
 from discovery.windows import recent_summary
 
 RANGE_PARAMETERS = [
@@ -59,7 +62,7 @@ class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class PointViewSet(viewsets.ReadOnlyModelViewSet):
-    queryset = BACnetPoint.objects.select_related("device")
+    queryset = with_keeping(BACnetPoint.objects.select_related("device"))
     serializer_class = serializers.PointSerializer
     pagination_class = CappedLimitOffsetPagination
     filterset_class = filters.PointFilter
@@ -85,6 +88,29 @@ class PointViewSet(viewsets.ReadOnlyModelViewSet):
             key: timezone.localtime(getattr(window, key)).isoformat() for key in ("start", "end")
         }
         return Response({**data, **ends, "range": window.name, "point": trend_point(point)})
+
+
+class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
+    """Alarms, active first (``cleared_at`` null), newest first. POST
+    ``acknowledge/`` records who acknowledged it (409 if someone already did)."""
+
+    queryset = Alarm.objects.select_related("point__device", "acknowledged_by").order_by(
+        F("cleared_at").desc(nulls_first=True), "-raised_at"
+    )
+    serializer_class = serializers.AlarmSerializer
+    pagination_class = CappedLimitOffsetPagination
+    filter_backends: list[Any] = []
+
+    @extend_schema(request=None, responses=serializers.AlarmSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: str | None = None) -> Response:
+        alarm = self.get_object()
+        if not acknowledge(alarm, request.user):
+            return Response(
+                {"detail": f"Alarm {alarm.pk} was already acknowledged."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(serializers.AlarmSerializer(alarm).data)
 
 
 class ReadingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

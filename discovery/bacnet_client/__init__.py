@@ -79,6 +79,7 @@ __all__ = [
     "InterfaceSpec",
     "batch_size",
     "convert_present_value",
+    "current_client",
     "detect_interface",
     "get_client",
     "host_ipv4_interfaces",
@@ -117,6 +118,15 @@ def get_client() -> BACnetClient:
         if not _client.started:
             _client.start()
         return _client
+
+
+def current_client() -> BACnetClient | None:
+    """The process's client if it is started, without starting one (threads that only
+    serve a started client, such as the COV keeper)."""
+    client = _client
+    if client is None or client.pid != os.getpid() or not client.started:
+        return None
+    return client
 
 
 def shutdown_client() -> None:

@@ -33,6 +33,9 @@ from discovery.bacnet_client.whois import who_is
 from discovery.bacnet_types import (
     BACnetError,
     BACnetTimeout,
+    CovNotification,
+    CovOutcome,
+    CovTarget,
     DeviceEnumeration,
     DeviceProperties,
     DeviceReadResult,
@@ -224,6 +227,22 @@ class BACnetClient(CommandingMixin, ClientRuntime):
             outcome.points = job.partial_points()  # not all-or-nothing: keep what was read
         outcome.elapsed_s = time.monotonic() - started
         return outcome
+
+    # -- change of value -----------------------------------------------------------------
+
+    def subscribe_cov(self, targets: Sequence[CovTarget]) -> list[CovOutcome]:
+        """SubscribeCOV (a renewal is the same request) for each target; one outcome each.
+        The notifications are queued on arrival: ``take_cov_notifications``."""
+        targets = list(targets)
+        if not targets:
+            return []
+        limit = self.config.request_timeout_s * (len(targets) + 2)
+        return self._run(lambda: self.cov.subscribe(targets), limit)
+
+    def take_cov_notifications(self) -> tuple[list[CovNotification], int]:
+        """The notifications received since the last call (oldest first), and how many
+        the buffer's bound dropped meanwhile."""
+        return self.cov.drain()
 
     # -- reads ---------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from discovery.bacnet_client.config import (
     resolve_interface,
 )
 from discovery.bacnet_client.convert import enum_text, int_or_none, safe_text
+from discovery.bacnet_client.cov import CovReceiver
 from discovery.bacnet_client.session import Session
 from discovery.bacnet_client.stack import load_stack, quiet_bac0_loggers
 from discovery.bacnet_types import BACnetConfigError, BACnetError, BACnetTimeout
@@ -90,6 +91,7 @@ class ClientRuntime:
         self._bp: Any = None
         self._interface: InterfaceSpec | None = None
         self._iam_listeners: list[Callable[[IAmSeen], None]] = []
+        self.cov = CovReceiver(self)
         self.pid = os.getpid()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -215,6 +217,7 @@ class ClientRuntime:
         device.maxSegmentsAccepted = _LOCAL_MAX_SEGMENTS
         self._app = app
         self._hook_i_am(app)
+        self.cov.hook(app)
         link = next(iter(app.link_layers.values()))
         pending = list(getattr(link.server, "_transport_tasks", []))
         if pending:

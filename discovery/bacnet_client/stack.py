@@ -55,7 +55,7 @@ def load_stack() -> SimpleNamespace:
         logging.getLogger("bacpypes3").setLevel(logging.CRITICAL)
 
         from bacpypes3 import apdu as bp_apdu
-        from bacpypes3 import basetypes, pdu, primitivedata
+        from bacpypes3 import basetypes, pdu, primitivedata, vendor
 
         _stack = SimpleNamespace(
             BAC0=BAC0,
@@ -65,6 +65,11 @@ def load_stack() -> SimpleNamespace:
             GlobalBroadcast=pdu.GlobalBroadcast,
             RemoteStation=pdu.RemoteStation,
             WhoIsRequest=bp_apdu.WhoIsRequest,
+            SubscribeCOVRequest=bp_apdu.SubscribeCOVRequest,
+            SimpleAckPDU=bp_apdu.SimpleAckPDU,
+            get_object_class=lambda object_type: vendor.get_vendor_info(0).get_object_class(
+                primitivedata.ObjectType(object_type)
+            ),
             ErrorRejectAbortNack=bp_apdu.ErrorRejectAbortNack,
             ErrorPDU=bp_apdu.ErrorPDU,
             RejectPDU=bp_apdu.RejectPDU,

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from discovery.bacnet_types import DeviceTarget, PointRef
 from discovery.models import BACnetDevice, BACnetPoint
+from discovery.services.cov import polled_filter, with_keeping
 from discovery.services.storage import store_readings
 
 Progress = Callable[[str], None]
@@ -29,6 +30,8 @@ def collection_plan(
     """What to read: one target per device with its enabled points, the point ids, and
     the state texts of the points that have them."""
     points = BACnetPoint.objects.filter(polling_enabled=True, missing_since__isnull=True)
+    # Points kept by change of value are not polled while subscribed (services.cov).
+    points = with_keeping(points).filter(polled_filter(timezone.now()))
     if device_instances:
         points = points.filter(device__device_instance__in=device_instances)
     # Each device's stalest points first: a device that cannot be read completely within

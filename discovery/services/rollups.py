@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from django.db import connection, transaction
-from django.db.models import Avg, Count, Max, Min
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
@@ -25,6 +24,11 @@ STAT_MODELS: dict[str, type[BACnetHourlyStat] | type[BACnetDailyStat]] = {
     "day": BACnetDailyStat,
 }
 BUCKET = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+_EPOCH_SQL = {
+    "postgresql": "EXTRACT(EPOCH FROM {col})::float8",
+    # SQLite keeps datetimes as UTC text; julianday() reads it.
+    "sqlite": "((julianday({col}) - 2440587.5) * 86400.0)",
+}
 
 
 def bucket_floor(moment: datetime, period: Period) -> datetime:
@@ -48,28 +52,38 @@ def roll_up(period: Period, start: datetime | None = None, end: datetime | None 
         if last < end:
             last += BUCKET[period]
         readings = readings.filter(timestamp__lt=last)
-    grouped = (
+    rows = (
         readings.annotate(bucket=Trunc("timestamp", period, tzinfo=UTC))
-        .values("point_id", "bucket")
-        .annotate(
-            minimum=Min("value"), maximum=Max("value"), average=Avg("value"), count=Count("value")
-        )
-        .values_list("point_id", "bucket", "minimum", "maximum", "average", "count")
+        .values_list("point_id", "bucket", "value", "timestamp")
         .order_by()
     )
-    select_sql, params = grouped.query.sql_with_params()
+    select_sql, params = rows.query.sql_with_params()
     table = connection.ops.quote_name(model._meta.db_table)
-    # Only the table name and the ORM-compiled SELECT are interpolated; values are params.
+    epoch = _EPOCH_SQL.get(connection.vendor, _EPOCH_SQL["postgresql"])
+    t, bucket = epoch.format(col="r.timestamp"), epoch.format(col="r.bucket")
+    # Each reading holds until the next one in its bucket, the last until the bucket's
+    # end: the time-weighted average of irregular (COV) readings.
+    weighted = (
+        f"SELECT r.point_id, r.bucket, r.value, COALESCE(LEAD({t}) OVER "  # noqa: S608
+        f"(PARTITION BY r.point_id, r.bucket ORDER BY r.timestamp), {bucket} + %s) - {t} AS w "
+        f"FROM ({select_sql}) AS r"
+    )
+    # Only the table name and ORM-compiled SQL are interpolated; values are params.
     # SQLite needs the WHERE to parse INSERT … SELECT … ON CONFLICT unambiguously.
     sql = (
-        f"INSERT INTO {table} (point_id, bucket_start, minimum, maximum, average, count) "  # noqa: S608
-        f"SELECT * FROM ({select_sql}) AS grouped WHERE TRUE "
+        f"INSERT INTO {table} (point_id, bucket_start, minimum, maximum, average, count, "  # noqa: S608
+        "time_average) "
+        "SELECT point_id, bucket, MIN(value), MAX(value), AVG(value), COUNT(value), "
+        "SUM(value * w) / NULLIF(SUM(w), 0) "
+        f"FROM ({weighted}) AS weighted WHERE TRUE GROUP BY point_id, bucket "
         "ON CONFLICT (point_id, bucket_start) DO UPDATE SET "
         "minimum = excluded.minimum, maximum = excluded.maximum, "
-        "average = excluded.average, count = excluded.count"
+        "average = excluded.average, count = excluded.count, "
+        "time_average = excluded.time_average"
     )
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        # The bucket length comes first: the SELECT list precedes the inner query.
+        cursor.execute(sql, [BUCKET[period].total_seconds(), *params])
         return cursor.rowcount
 
 

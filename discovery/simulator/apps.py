@@ -33,6 +33,7 @@ from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.netservice import NetworkServiceAccessPoint, NetworkServiceElement
 from bacpypes3.pdu import PDU, IPv4Address
 
+from .cov import CovReportingMixin
 from .objects import SimDeviceObject, make_point_object, point_identifier
 from .spec import PointSpec
 
@@ -180,8 +181,9 @@ class MalformedASAP(ApplicationServiceAccessPoint):
 # --------------------------------------------------------------------- applications
 
 
-class SimApplication(Application):
-    """A simulated device's application (Who-Is, ReadProperty, ReadPropertyMultiple).
+class SimApplication(CovReportingMixin, Application):
+    """A simulated device's application (Who-Is, ReadProperty, ReadPropertyMultiple,
+    SubscribeCOV with COV notifications).
 
     Point objects are built on first use: a bacpypes3 object costs about a millisecond
     to construct, which made a 10,000-object device take over ten seconds to start."""
@@ -199,6 +201,9 @@ class SimApplication(Application):
         return obj
 
     def close(self) -> None:
+        watcher = self.__dict__.get("_cov_watcher")
+        if watcher is not None:
+            watcher.cancel()
         for link in getattr(self, "links", []):
             try:
                 link.close()
@@ -207,7 +212,10 @@ class SimApplication(Application):
 
 
 class NoRpmApplication(SimApplication):
-    """Rejects ReadPropertyMultiple with unrecognized-service, like old controllers."""
+    """Rejects ReadPropertyMultiple with unrecognized-service, like old controllers,
+    and refuses SubscribeCOV (no COV either)."""
+
+    cov_refused = True
 
     async def do_ReadPropertyMultipleRequest(self, apdu: Any) -> None:
         raise UnrecognizedService("ReadPropertyMultiple not supported")

@@ -78,7 +78,11 @@ class _PointMixin:
     def _get_status_flags(self) -> StatusFlags:
         # bacpypes3 derives the flags from event state / reliability / out-of-service
         # and never sets "overridden"; the simulator states them outright.
-        return StatusFlags([int(flag) for flag in self._point.status_flags])
+        flags = [int(flag) for flag in self._point.status_flags]
+        limit = self._point.high_limit
+        if limit is not None and float(self._point.value_at(time.time())) > limit:
+            flags[0] = 1  # in alarm: out of range
+        return StatusFlags(flags)
 
     def _set_status_flags(self, value: Any) -> None:
         pass

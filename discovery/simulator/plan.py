@@ -182,6 +182,16 @@ def make_outputs(device_instance: int) -> list[PointSpec]:
     ]  # fmt: skip
 
 
+def _add_alarm_limit(points: list[PointSpec]) -> None:
+    """The first analog input goes out of range (above its base) half of every 20 s,
+    so that an alarm comes and goes within a test."""
+    for point in points:
+        if point.object_type == "analog-input" and point.instance == 1:
+            point.high_limit = point.base
+            point.period_s = 20.0
+            return
+
+
 def plan_site(spec: SiteSpec) -> list[DeviceSpec]:
     """Every simulated device, in instance order: normal ones, then faults, then big."""
     spec.validate()
@@ -214,6 +224,8 @@ def plan_site(spec: SiteSpec) -> list[DeviceSpec]:
             flags=spec.vary and role == NORMAL,
             offset=spec.value_offset,
         )
+        if spec.alarms and role == NORMAL:
+            _add_alarm_limit(dev.points)
         devices.append(dev)
         instance += 1
         return dev

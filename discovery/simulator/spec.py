@@ -53,6 +53,7 @@ class SiteSpec:
     first_instance: int = 1001
     faults: bool = False
     vary: bool = False
+    alarms: bool = False
     big_object_list: int = 0
     seed: int = 0
     mode: str = LOOPBACK
@@ -152,6 +153,9 @@ class PointSpec:
     min_present_value: float | None = None
     max_present_value: float | None = None
     write_denied: bool = False
+    # Out of range above this: the in-alarm status flag is set while the value is (an
+    # intrinsic out-of-range alarm as a device reports it in its flags; --alarms).
+    high_limit: float | None = None
 
     @property
     def is_analog(self) -> bool:
@@ -207,6 +211,7 @@ class PointSpec:
             "min_present_value": self.min_present_value,
             "max_present_value": self.max_present_value,
             "write_denied": self.write_denied,
+            "high_limit": self.high_limit,
             "status_flags": {
                 "in_alarm": self.status_flags[0],
                 "fault": self.status_flags[1],

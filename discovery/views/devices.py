@@ -22,7 +22,10 @@ from discovery.models import (
     BACnetHourlyStat,
     BACnetPoint,
     BACnetTask,
+    CovState,
+    Keeping,
 )
+from discovery.services.cov import kept_as
 from discovery.units import unit_symbol
 from discovery.views.commanding import command_panel_context
 from discovery.views.display import (
@@ -118,6 +121,19 @@ def _range_query(window: TimeRange) -> dict[str, str]:
     return {"range": window.name}
 
 
+def keeping_context(point: BACnetPoint) -> dict[str, object]:
+    """How the point is kept, for its page: the mode, where it comes from, and the
+    subscription's state (renewed when subscribed, otherwise why it is polled)."""
+    keeping, source = kept_as(point)
+    return {
+        "label": Keeping(keeping).label,
+        "source": {"point": "set on the point", "rule": "the object type's rule"}.get(source, ""),
+        "cov": keeping != Keeping.POLLED,
+        "subscribed": point.cov_state == CovState.SUBSCRIBED,
+        "state": point.get_cov_state_display() if point.cov_state else "",
+    }
+
+
 @login_required
 @require_GET
 def point_detail(request: HttpRequest, pk: int) -> HttpResponse:
@@ -142,6 +158,7 @@ def point_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "point": point,
             "device": point.device,
+            "keeping": keeping_context(point),
             "value": format_value(point.last_value, point.last_value_text),
             "no_number": is_no_number(point.last_value, point.last_value_text),
             "units": unit_symbol(point.units),

@@ -66,3 +66,9 @@ def test_it_reports_numbers_out_of_range(settings) -> None:
 def test_it_registers_the_checks_with_django(settings) -> None:
     settings.BACNET_INTERFACE = "not-an-address"
     assert "discovery.E001" in ids(run_checks())
+
+
+def test_it_refuses_a_cov_lifetime_the_worker_could_not_renew(settings) -> None:
+    settings.BACNET_COV_LIFETIME_S = 0  # "forever" to a device: never renewed, never lapsing
+    [error] = check_bacnet_numbers()
+    assert error.id == "discovery.E005" and "BACNET_COV_LIFETIME_S" in error.msg

@@ -44,6 +44,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--vary", action="store_true", help="present values change over time")
         parser.add_argument(
+            "--alarms",
+            action="store_true",
+            help="with --vary: analog input 1 of each normal device is in alarm (its "
+            "in-alarm flag set) while above its base value, half of every 20 s",
+        )
+        parser.add_argument(
             "--big-object-list",
             type=int,
             default=0,
@@ -107,6 +113,7 @@ class Command(BaseCommand):
             first_instance=options["first_instance"],
             faults=options["faults"],
             vary=options["vary"],
+            alarms=options["alarms"],
             big_object_list=options["big_object_list"],
             seed=options["seed"],
             mode=options["mode"],

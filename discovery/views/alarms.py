@@ -1,0 +1,30 @@
+"""The alarms page: active alarms first, then history; acknowledge."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from discovery.models import Alarm
+from discovery.services.alarms import acknowledge, alarms_for_page
+
+
+@login_required
+@require_GET
+def alarm_list(request: HttpRequest) -> HttpResponse:
+    active, cleared = alarms_for_page()
+    return render(request, "discovery/alarms.html", {"active": active, "cleared": cleared})
+
+
+@login_required
+@require_POST
+def acknowledge_alarm(request: HttpRequest, pk: int) -> HttpResponse:
+    alarm = get_object_or_404(Alarm, pk=pk)
+    if acknowledge(alarm, request.user):
+        messages.success(request, f"Alarm of {alarm.point} acknowledged.")
+    else:
+        messages.info(request, f"Alarm of {alarm.point} was already acknowledged.")
+    return redirect("discovery:alarm-list")

@@ -1,0 +1,86 @@
+"""Alarms from the in-alarm status flag: raised, shown, acknowledged (page and API),
+cleared. The flags are what every poll and COV notification stores on the point."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.urls import reverse
+from django.utils import timezone
+
+from discovery.models import Alarm, StatusFlags
+from discovery.services.alarms import sync_alarms
+from tests.web.factories import PointFactory
+
+
+def _flag(point, mask: int, at) -> None:
+    point.last_status_flags = mask
+    point.last_read_at = at
+    point.save(update_fields=["last_status_flags", "last_read_at"])
+
+
+def test_it_raises_an_alarm_once_and_clears_it_when_the_flag_drops(db):
+    raised_at = timezone.now() - timedelta(minutes=3)
+    point = PointFactory()
+    quiet = PointFactory(last_status_flags=StatusFlags.OVERRIDDEN)
+    _flag(point, StatusFlags.IN_ALARM | StatusFlags.FAULT, raised_at)
+    assert sync_alarms() == (1, 0)
+    assert sync_alarms() == (0, 0)  # idempotent: still one open alarm
+    alarm = Alarm.objects.get()
+    assert alarm.point == point and alarm.active and alarm.raised_at == raised_at
+    assert not quiet.alarms.exists()
+    cleared_at = timezone.now()
+    _flag(point, 0, cleared_at)
+    assert sync_alarms() == (0, 1)
+    alarm.refresh_from_db()
+    assert alarm.cleared_at == cleared_at and not alarm.active
+    # In alarm again: a new alarm, the old one stays in the history.
+    _flag(point, StatusFlags.IN_ALARM, timezone.now())
+    assert sync_alarms() == (1, 0)
+    assert point.alarms.count() == 2
+
+
+def test_it_shows_active_alarms_first_and_acknowledges_them_from_the_page(logged_in, user, db):
+    point = PointFactory(name="Supply fan trip")
+    old = PointFactory(name="Old high temp")
+    _flag(old, StatusFlags.IN_ALARM, timezone.now() - timedelta(hours=2))
+    sync_alarms()
+    _flag(old, 0, timezone.now() - timedelta(hours=1))
+    _flag(point, StatusFlags.IN_ALARM, timezone.now())
+    sync_alarms()
+    page = logged_in.get(reverse("discovery:alarm-list")).content.decode()
+    assert page.index("Supply fan trip") < page.index("Old high temp")
+    assert "Acknowledge</button>" in page
+    active = Alarm.objects.get(point=point)
+    response = logged_in.post(reverse("discovery:alarm-acknowledge", args=[active.pk]))
+    assert response.status_code == 302
+    active.refresh_from_db()
+    assert active.acknowledged_by == user and active.acknowledged_at is not None
+    page = logged_in.get(reverse("discovery:alarm-list")).content.decode()
+    assert f"by {user.username}" in page
+    assert "Acknowledge</button>" not in page
+
+
+def test_it_refuses_an_acknowledgement_without_login_or_csrf(client, db):
+    point = PointFactory()
+    _flag(point, StatusFlags.IN_ALARM, timezone.now())
+    sync_alarms()
+    alarm = Alarm.objects.get()
+    response = client.post(reverse("discovery:alarm-acknowledge", args=[alarm.pk]))
+    assert response.status_code == 302 and "login" in response["Location"]
+    alarm.refresh_from_db()
+    assert alarm.acknowledged_at is None
+
+
+def test_it_lists_and_acknowledges_alarms_in_the_api(api, user, db):
+    point = PointFactory()
+    _flag(point, StatusFlags.IN_ALARM, timezone.now())
+    sync_alarms()
+    [row] = api.get("/api/alarms/").json()["results"]
+    assert row["point"] == point.pk and row["cleared_at"] is None
+    assert row["acknowledged_by"] is None
+    done = api.post(f"/api/alarms/{row['id']}/acknowledge/")
+    assert done.status_code == 200
+    assert done.json()["acknowledged_by"] == user.username
+    again = api.post(f"/api/alarms/{row['id']}/acknowledge/")
+    assert again.status_code == 409
