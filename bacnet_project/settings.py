@@ -222,16 +222,16 @@ CELERY_TIMEZONE = TIME_ZONE
 
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_CREATE_MISSING_QUEUES = True
-CELERY_TASK_ROUTES = {
-    # BACnet work goes to the worker on the building LAN (seed 003).
-    "discovery.tasks.discover_devices": {"queue": "bacnet"},
-    "discovery.tasks.read_device_points": {"queue": "bacnet"},
-    "discovery.tasks.discover_device_points": {"queue": "bacnet"},
-    "discovery.tasks.read_point_value": {"queue": "bacnet"},
-    # Statistics run on the ordinary workers.
-    "discovery.tasks.calculate_hourly_stats": {"queue": "default"},
-    "discovery.tasks.calculate_daily_stats": {"queue": "default"},
-}
+CELERY_TASK_ROUTES = (
+    # BACnet work goes to the worker on its site's LAN: queue "bacnet" for the default
+    # site (seed 003), "bacnet.<site>" for each other site (DESIGN "Scale out").
+    "discovery.routing.route_task",
+    {
+        # Statistics run on the ordinary workers.
+        "discovery.tasks.calculate_hourly_stats": {"queue": "default"},
+        "discovery.tasks.calculate_daily_stats": {"queue": "default"},
+    },
+)
 # At-least-once for BACnet work: acknowledge after the task ran, hand a task back if its
 # worker died, and take one message at a time so a busy solo worker hoards nothing.
 # Writes are idempotent (readings are unique per point and time), so a re-run is safe.

@@ -1,16 +1,19 @@
 """``manage.py bacnet_worker``: the database-backend BACnet worker (no broker).
 
-It claims pending ``BACnetTask`` rows, runs them, and also runs the periodic collection,
-rollups and job sweeping that beat does in Celery mode. One per BACnet interface."""
+It claims its site's pending ``BACnetTask`` rows, runs them, and also runs the periodic
+collection, rollups and job sweeping that beat does in Celery mode. One per site (and
+BACnet interface): ``--site hq``; without it, the default site."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from discovery.database_worker import DatabaseWorker
 from discovery.management.commands._bacnet_options import add_bacnet_options, apply_bacnet_options
+from discovery.sites import UnknownSite, apply_site_bacnet_settings, get_site
 
 
 class Command(BaseCommand):
@@ -20,6 +23,12 @@ class Command(BaseCommand):
         add_bacnet_options(parser)
         parser.add_argument(
             "--name", help="Worker name shown in the UI (default bacnet-database@host)."
+        )
+        parser.add_argument(
+            "--site",
+            default=os.environ.get("BACNET_SITE") or None,
+            help="Slug of the site this worker serves (default: BACNET_SITE, else the "
+            "default site).",
         )
         parser.add_argument("--once", action="store_true", help="Run pending jobs, then exit.")
         parser.add_argument(
@@ -35,7 +44,16 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            site = get_site(options["site"])
+        except UnknownSite as exc:
+            raise CommandError(f"Not starting: {exc}") from None
+        # The site's interface and BBMD first; the command line wins over both.
+        apply_site_bacnet_settings(site)
         apply_bacnet_options(options)
         DatabaseWorker(
-            options["name"], poll_s=options["poll"], schedule=not options["no_schedule"]
+            options["name"],
+            poll_s=options["poll"],
+            schedule=not options["no_schedule"],
+            site=site,
         ).run(once=options["once"])
