@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -50,6 +51,14 @@ class Site(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from discovery.point_rules import validate_rules
+
+        try:
+            validate_rules(self.point_rules)
+        except ValidationError as exc:
+            raise ValidationError({"point_rules": exc.messages}) from None
 
     @property
     def is_default(self) -> bool:

@@ -10,7 +10,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from discovery.bacnet_types import DeviceEnumeration, DiscoveredDevice, DiscoveryResult
-from discovery.models import BACnetDevice, BACnetPoint, default_site_id
+from discovery.models import BACnetDevice, BACnetPoint, Site, default_site_id
+from discovery.point_rules import apply_rules
 from discovery.product_identity import is_product_device
 from discovery.services.storage import (
     mark_unseen_offline,
@@ -35,6 +36,8 @@ class _Store:
 
     def __init__(self, total: int, progress: Progress, site_id: int) -> None:
         self.site_id = site_id
+        # The site's include/exclude rules: the objects they leave out are not stored.
+        self.rules = Site.objects.filter(pk=site_id).values_list("point_rules", flat=True).first()
         self.total = total
         self.progress = progress
         self.seen_at = timezone.now()
@@ -62,7 +65,7 @@ class _Store:
             # pass (or attempt) reads the objects not stored yet first.
             created_points, _ = upsert_points(
                 device,
-                enumeration.points,
+                apply_rules(enumeration.points, self.rules or {}),
                 complete=not (enumeration.error or enumeration.only_new),
             )
             self.points_new += created_points
