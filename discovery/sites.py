@@ -104,3 +104,61 @@ def visible_sites(user: Any) -> QuerySet[Site]:
         return sites.none()
     limited = sites.filter(viewers=user)
     return limited if limited.exists() else sites
+
+
+def is_limited(user: Any) -> bool:
+    """True if some site lists the user: they see only those sites."""
+    if user is None or getattr(user, "is_superuser", False):
+        return False
+    if not getattr(user, "is_authenticated", False):
+        return True
+    return Site.objects.filter(viewers=user).exists()
+
+
+def scoped(queryset: QuerySet, user: Any, field: str, slug: str | None = None) -> QuerySet:
+    """Only the rows of the sites ``user`` may see, and of site ``slug`` if one is asked
+    for (a site not visible to the user gives no rows). ``field`` leads from the rows to
+    their site: ``site``, ``device__site``, ``point__device__site``."""
+    if not slug and not is_limited(user):
+        return queryset  # no subquery on the big tables for the common case
+    sites = visible_sites(user)
+    if slug:
+        sites = sites.filter(slug=slug)
+    return queryset.filter(**{f"{field}__in": sites})
+
+
+def site_for_request(user: Any, slug: str | None) -> Site:
+    """The site a user asks a job (or a page) for: ``slug``, which must be one they may
+    see; none named, the default site if they may see it, else their first site."""
+    sites = visible_sites(user)
+    if slug:
+        site = sites.filter(slug=slug).first()
+        if site is None:
+            raise UnknownSite(f"No site {slug!r} that you may see.")
+        return site
+    default = sites.filter(slug=DEFAULT_SITE_SLUG).first()
+    site = default or sites.first()
+    if site is None:
+        raise UnknownSite("You may see no site.")
+    return site
+
+
+def device_by_instance(
+    user: Any, instance: int, slug: str | None = None, devices: QuerySet | None = None
+) -> Any:
+    """The device with ``instance`` among the sites the user may see (of site ``slug``
+    if named). Instances repeat between sites: without a site, the default site's device
+    comes first, then the other sites' in the order they were created. None if none."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    from discovery.models import BACnetDevice
+
+    devices = scoped(
+        devices if devices is not None else BACnetDevice.objects.all(), user, "site", slug
+    )
+    first_default = Case(
+        When(site__slug=DEFAULT_SITE_SLUG, then=Value(0)),
+        default=Value(1),
+        output_field=IntegerField(),
+    )
+    return devices.filter(device_instance=instance).order_by(first_default, "site_id").first()

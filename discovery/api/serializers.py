@@ -34,11 +34,15 @@ def status_flag_names(mask: int | None) -> list[str]:
 
 class DeviceSerializer(serializers.ModelSerializer):
     point_count = serializers.IntegerField(read_only=True)
+    site: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = BACnetDevice
         fields = [
             "id",
+            "site",
             "device_instance",
             "name",
             "address",
@@ -143,11 +147,15 @@ class JobSerializer(serializers.ModelSerializer):
     outcome_label = serializers.SerializerMethodField()
     summary = serializers.SerializerMethodField()
     failed_devices = serializers.SerializerMethodField()
+    site: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = BACnetTask
         fields = [
             "id",
+            "site",
             "kind",
             "status",
             "outcome",
@@ -226,6 +234,7 @@ class JobCreateSerializer(serializers.Serializer):
 
     kind = serializers.ChoiceField(choices=BACnetTask.Kind.choices)
     parameters = serializers.DictField(required=False, default=dict)
+    site = serializers.SlugField(required=False, help_text="The site's slug (default site).")
 
 
 class WorkerSerializer(serializers.ModelSerializer):

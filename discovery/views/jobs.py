@@ -20,6 +20,7 @@ from discovery.events import task_changes
 from discovery.jobs import backend_status
 from discovery.models import BACnetTask
 from discovery.outcomes import cancel_job, failed_devices
+from discovery.sites import scoped
 from discovery.views.display import job_rows, paginate, query_without_page
 from discovery.windows import recent_summary
 
@@ -40,8 +41,9 @@ def _stream_max_s() -> float:
 
 
 def _job_table_context(request: HttpRequest) -> dict:
-    job_filter = JobFilter(request.GET, queryset=BACnetTask.objects.all())
-    shown = job_filter.qs if job_filter.is_valid() else BACnetTask.objects.all()
+    jobs = scoped(BACnetTask.objects.all(), request.user, "site", request.GET.get("site"))
+    job_filter = JobFilter(request.GET, queryset=jobs)
+    shown = job_filter.qs if job_filter.is_valid() else jobs
     page = paginate(request, shown, JOBS_PER_PAGE)
     return {
         "filter": job_filter,
@@ -74,7 +76,7 @@ def job_table(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(BACnetTask, pk=pk)
+    job = get_object_or_404(scoped(BACnetTask.objects.all(), request.user, "site"), pk=pk)
     return render(
         request,
         "discovery/job_detail.html",
@@ -94,7 +96,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def cancel(request: HttpRequest, pk: int) -> HttpResponse:
     """Cancel a pending job, then go back to the page the button was on."""
-    job = get_object_or_404(BACnetTask, pk=pk)
+    job = get_object_or_404(scoped(BACnetTask.objects.all(), request.user, "site"), pk=pk)
     if cancel_job(job.pk):
         messages.success(request, f"Job {job.pk} cancelled.")
     else:
