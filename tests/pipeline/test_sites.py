@@ -8,6 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from django.db.models import QuerySet
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from bacnet_project.celery import app
 from discovery.backends import TASK_FOR_KIND
@@ -17,6 +20,7 @@ from tests.site_fixtures import start_site
 from tests.timing import scaled
 from tests.worker_fixtures import (
     REPO,
+    spawn,
     start_celery_worker,
     start_database_worker,
     wait_for_job,
@@ -141,6 +145,50 @@ def test_it_goes_on_reading_one_site_when_the_other_sites_worker_is_killed(
         assert task.status == "completed", task.error_message
         assert task.result["readings"] > 0
     assert BACnetTask.objects.get(pk=waiting.pk).status == "pending"
+
+
+def set_default_period(period_s: int) -> None:
+    every, _ = IntervalSchedule.objects.get_or_create(every=period_s, period="seconds")
+    task = PeriodicTask.objects.get(name="Collect readings")
+    task.interval, task.expire_seconds = every, period_s
+    task.save()
+
+
+def scheduled_cycles(site, **more) -> QuerySet:
+    return BACnetTask.objects.filter(site=site, trigger="scheduled", status="completed", **more)
+
+
+def test_it_sends_each_sites_collection_on_its_schedule_even_with_one_worker_down(
+    buildings, sites, celery_workers, redis_url
+):
+    """GIVEN beat, both sites collected every 2 s on their own schedules
+    WHEN the HQ's worker is killed
+    THEN each site's cycles ran on its own worker, and the annex's go on."""
+    default, annex = sites
+    discover_both(default, annex, "celery")
+    set_default_period(2)
+    annex.collect_interval_s = 2
+    annex.save()  # its schedule follows
+    beat = spawn(
+        "beat",
+        [sys.executable, "-m", "celery", "-A", "bacnet_project", "beat", "-l", "INFO"],
+        worker_env(REDIS_URL=redis_url, BACNET_BACKEND="celery"),
+    )
+    try:
+        for site in (default, annex):
+            wait_until(lambda s=site: scheduled_cycles(s).count() >= 2, scaled(30), "cycles")
+        for site, worker in ((default, "bacnet-hq@localhost"), (annex, "bacnet-annex@localhost")):
+            assert set(scheduled_cycles(site).values_list("worker_name", flat=True)) == {worker}
+        celery_workers["hq"].kill()
+        killed_at = timezone.now()
+        wait_until(
+            lambda: scheduled_cycles(annex, window_start__gt=killed_at).count() >= 3,
+            scaled(30),
+            "the annex's cycles after the HQ's worker died",
+        )
+        assert not scheduled_cycles(default, started_at__gt=killed_at).exists()
+    finally:
+        beat.stop()
 
 
 def test_it_serves_each_site_by_its_own_database_worker(buildings, sites):
