@@ -279,6 +279,8 @@ BACNET_ROLLUP_INTERVAL_S = env.int("BACNET_ROLLUP_INTERVAL_S", default=300)
 BACNET_WORKER_HEARTBEAT_S = env.int("BACNET_WORKER_HEARTBEAT_S", default=10)
 BACNET_JOB_STALE_AFTER_S = env.int("BACNET_JOB_STALE_AFTER_S", default=120)
 BACNET_JOB_MAX_ATTEMPTS = env.int("BACNET_JOB_MAX_ATTEMPTS", default=3)
+# A job of a site with no live worker fails after this long (0: it waits, as it always did).
+BACNET_JOB_NO_WORKER_FAIL_S = env.int("BACNET_JOB_NO_WORKER_FAIL_S", default=0)
 # The pages' live job stream: a keep-alive comment this often, and a reconnect after max.
 BACNET_EVENTS_KEEPALIVE_S = env.float("BACNET_EVENTS_KEEPALIVE_S", default=15.0)
 BACNET_EVENTS_MAX_S = env.float("BACNET_EVENTS_MAX_S", default=300.0)

@@ -307,3 +307,37 @@ def backend_status() -> BackendStatus:
         worker_alive=bool(serving),
         message=message,
     )
+
+
+def fail_jobs_without_worker(now: datetime | None = None) -> int:
+    """Pending jobs of a site whose worker has not reported in for
+    ``BACNET_JOB_NO_WORKER_FAIL_S`` fail with that reason (0, the default: they wait for
+    as long as it takes). Run by the sweeper."""
+    from discovery.events import publish_task_change
+
+    wait_s = settings.BACNET_JOB_NO_WORKER_FAIL_S
+    if not wait_s:
+        return 0
+    now = now or timezone.now()
+    old = BACnetTask.objects.filter(
+        status=BACnetTask.Status.PENDING, created_at__lt=now - timedelta(seconds=wait_s)
+    )
+    failed = 0
+    for site_id, backend in old.values_list("site_id", "backend").distinct():
+        site = Site.objects.get(pk=site_id)
+        if live_workers(backend, site):
+            continue
+        for task_id in old.filter(site=site, backend=backend).values_list("pk", flat=True):
+            failed += BACnetTask.objects.filter(
+                pk=task_id, status=BACnetTask.Status.PENDING
+            ).update(
+                status=BACnetTask.Status.FAILED,
+                error_message=(
+                    f"No BACnet worker of site {site.slug!r} ({backend} backend) reported in "
+                    f"within {wait_s} s (BACNET_JOB_NO_WORKER_FAIL_S)."
+                ),
+                completed_at=now,
+                progress="Failed",
+            )
+            publish_task_change(task_id)
+    return failed

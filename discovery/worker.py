@@ -472,6 +472,9 @@ def sweep_jobs(now: datetime | None = None) -> dict[str, int]:
             windows.skip_late_cycle(task, now)
             publish_task_change(task.pk)
             counts["skipped"] += 1
+    from discovery.jobs import fail_jobs_without_worker
+
+    counts["no_worker"] = fail_jobs_without_worker(now)
     counts["disabled"] = sum(
         windows.record_disabled_windows(now, site) for site in Site.objects.all()
     )

@@ -6,14 +6,12 @@ BACnet interface): ``--site hq``; without it, the default site."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from discovery.database_worker import DatabaseWorker
 from discovery.management.commands._bacnet_options import add_bacnet_options, apply_bacnet_options
-from discovery.sites import UnknownSite, apply_site_bacnet_settings, get_site
 
 
 class Command(BaseCommand):
@@ -23,12 +21,6 @@ class Command(BaseCommand):
         add_bacnet_options(parser)
         parser.add_argument(
             "--name", help="Worker name shown in the UI (default bacnet-database@host)."
-        )
-        parser.add_argument(
-            "--site",
-            default=os.environ.get("BACNET_SITE") or None,
-            help="Slug of the site this worker serves (default: BACNET_SITE, else the "
-            "default site).",
         )
         parser.add_argument("--once", action="store_true", help="Run pending jobs, then exit.")
         parser.add_argument(
@@ -44,13 +36,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            site = get_site(options["site"])
-        except UnknownSite as exc:
-            raise CommandError(f"Not starting: {exc}") from None
-        # The site's interface and BBMD first; the command line wins over both.
-        apply_site_bacnet_settings(site)
-        apply_bacnet_options(options)
+        # The worker serves the site named: its queue, its rows, its LAN.
+        site = apply_bacnet_options(options)
         DatabaseWorker(
             options["name"],
             poll_s=options["poll"],
