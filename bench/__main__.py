@@ -1,8 +1,8 @@
 """``python -m bench [part ...] [--full] [--runs N]``: run the benchmarks.
 
-Parts: ingest, rollups, pages, collection, discovery, bigdevice, memory (all by default). Each
-builds its own data (and simulated site) in the benchmark database, prints its table,
-and replaces its section of bench/RESULTS.md."""
+Parts: ingest, rollups, pages, collection, largesite, discovery, bigdevice, memory (all by
+default). Each builds its own data (and simulated site) in the benchmark database, prints
+its table, and replaces its section of bench/RESULTS.md."""
 
 from __future__ import annotations
 
@@ -16,7 +16,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-PARTS = ["ingest", "rollups", "pages", "collection", "discovery", "bigdevice", "memory"]
+PARTS = [
+    "ingest",
+    "rollups",
+    "pages",
+    "collection",
+    "largesite",
+    "discovery",
+    "bigdevice",
+    "memory",
+]
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 RESULTS_HEAD = """# Benchmark results

@@ -231,7 +231,11 @@ class CollectionWindowsView(APIView):
             raise ValidationError({"detail": "hours must be an integer."}) from None
         if not 1 <= hours <= 744:
             raise ValidationError({"detail": "hours must be between 1 and 744."})
-        summary = recent_summary(hours, gaps_shown=0)
+        try:
+            site = site_for_request(request.user, request.query_params.get("site"))
+        except UnknownSite as exc:
+            raise NotFound(str(exc)) from exc
+        summary = recent_summary(hours, gaps_shown=0, site=site)
         return Response(serializers.WindowAccountSerializer(summary).data)
 
 

@@ -20,7 +20,7 @@ from discovery.events import task_changes
 from discovery.jobs import backend_status
 from discovery.models import BACnetTask
 from discovery.outcomes import cancel_job, failed_devices
-from discovery.sites import scoped
+from discovery.sites import UnknownSite, scoped, site_for_request
 from discovery.views.display import job_rows, paginate, query_without_page
 from discovery.windows import recent_summary
 
@@ -53,6 +53,15 @@ def _job_table_context(request: HttpRequest) -> dict:
     }
 
 
+def _windows_of(request: HttpRequest) -> dict | None:
+    """The window account of the site asked for (else the user's first site)."""
+    try:
+        site = site_for_request(request.user, request.GET.get("site"))
+    except UnknownSite:
+        return None
+    return recent_summary(site=site)
+
+
 @login_required
 @require_GET
 def job_list(request: HttpRequest) -> HttpResponse:
@@ -62,7 +71,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     context.update(
         backend=backend_status(),
         flower_url=settings.FLOWER_URL if flower else "",
-        windows=recent_summary(),
+        windows=_windows_of(request),
     )
     return render(request, "discovery/jobs.html", context)
 
