@@ -84,7 +84,6 @@ def validate_parameters(
 ) -> dict[str, Any]:
     """Return the cleaned parameters of a job of ``kind`` at ``site`` (default: the
     default site), or raise ``JobError``."""
-    site = site or Site.default()
     if kind not in BACnetTask.Kind.values:
         raise JobError(
             f"Unknown job kind {kind!r}: use one of {', '.join(BACnetTask.Kind.values)}."
@@ -129,11 +128,12 @@ def validate_parameters(
             if not isinstance(instances, list):
                 raise JobError("device_instances must be a list of device instances.")
             cleaned["device_instances"] = [_instance(i, "device instance") for i in instances]
-            _require_known_devices(cleaned["device_instances"], site)
+            _require_known_devices(cleaned["device_instances"], site or Site.default())
     else:
         if "device_instance" not in parameters:
             raise JobError("enumerate needs device_instance.")
         number = _instance(parameters["device_instance"], "device_instance")
+        site = site or Site.default()
         if (
             number > MAX_DEVICE_INSTANCE
             or not BACnetDevice.objects.filter(site=site, device_instance=number).exists()

@@ -34,20 +34,19 @@ class Command(BaseCommand):
         from discovery.bacnet_client import get_client, shutdown_client
         from discovery.services.discovery import discover_and_store
 
-        site = apply_bacnet_options(options)
         if options["timeout"]:
             settings.BACNET_DISCOVERY_MAX_S = options["timeout"]
         try:
             params = validate_parameters(
                 "discover",
                 {"low": options["low"], "high": options["high"], "targets": options["target"]},
-                site,
             )
         except JobError as exc:
             raise CommandError(
                 f"{exc} Addresses are written 192.168.1.20, 192.168.1.20:47809, or NET:ADDR "
                 "for a device behind a BACnet router (20:192.168.2.5, 20:0x0a)."
             ) from exc
+        site = apply_bacnet_options(options)  # after the checks that need no database
         try:
             client = get_client()
             self.stderr.write(f"BACnet client on {client.local_address}")
