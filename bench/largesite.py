@@ -132,7 +132,7 @@ def _measure(result: PartResult, devices: int, objects: int, runs: int) -> None:
 
 def run(options: Options) -> PartResult:
     result = PartResult("largesite", TITLE)
-    devices, objects = (200, 200) if options.full else (40, 200)
+    devices, objects = (200, 200) if options.full else (20, 200)
     _measure(result, devices, objects, options.repeats(3))
     result.notes.append(
         "Simulator and worker share the machine's 2 cores with other work: compare the "
