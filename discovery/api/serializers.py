@@ -205,11 +205,15 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class CollectionGapSerializer(serializers.ModelSerializer):
-    """A collection window without a cycle, and why."""
+    """A collection window of a site without a cycle, and why."""
+
+    site: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = CollectionGap
-        fields = ["window_start", "period_s", "reason", "detail", "recorded_at"]
+        fields = ["site", "window_start", "period_s", "reason", "detail", "recorded_at"]
         read_only_fields = fields
 
 
@@ -238,9 +242,22 @@ class JobCreateSerializer(serializers.Serializer):
 
 
 class WorkerSerializer(serializers.ModelSerializer):
+    site: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+
     class Meta:
         model = BACnetWorker
-        fields = ["name", "backend", "hostname", "pid", "interface", "started_at", "last_heartbeat"]
+        fields = [
+            "name",
+            "site",
+            "backend",
+            "hostname",
+            "pid",
+            "interface",
+            "started_at",
+            "last_heartbeat",
+        ]
         read_only_fields = fields
 
 
