@@ -16,6 +16,11 @@ exactly as for the web, so both sides agree when they share one ``.env``.
     python bacnet_worker_windows.py --check       # start-up checks only: exit 0 or 2
     python bacnet_worker_windows.py               # run the worker
     python bacnet_worker_windows.py --backend database --loglevel DEBUG
+    python bacnet_worker_windows.py --site hq     # the worker of site "hq" (queue bacnet.hq)
+
+One worker per site, on that site's LAN: ``--site`` (or ``BACNET_SITE``) names it; without
+it, the default site, whose queue is ``bacnet``. A site that does not exist stops the
+worker at once (exit code 2).
 """
 
 from __future__ import annotations
@@ -77,10 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker name; %%h is replaced by the host name (default: %(default)s)",
     )
     parser.add_argument(
+        "--site",
+        default=os.environ.get("BACNET_SITE") or None,
+        help="slug of the site this worker serves, on that site's LAN (default: "
+        "BACNET_SITE, else the default site, queue 'bacnet')",
+    )
+    parser.add_argument(
         "--queue",
-        default=DEFAULT_QUEUE,
-        help="Celery queue to consume (default: %(default)s; one queue per site when "
-        "several sites share one broker)",
+        help=f"Celery queue to consume (default: the site's: {DEFAULT_QUEUE!r} for the "
+        "default site, 'bacnet.<site>' for the others)",
     )
     parser.add_argument(
         "--once",
@@ -223,9 +233,21 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def preflight(backend: str) -> None:
+def check_site(slug: str | None) -> str:
+    """The site named must exist (its queue is the one to consume)."""
+    from discovery.sites import UnknownSite, get_site
+
+    try:
+        site = get_site(slug)
+    except UnknownSite as exc:
+        raise PreflightError(str(exc)) from exc
+    return f"site {site.slug!r} ({site.name}), queue {site.queue!r}"
+
+
+def preflight(backend: str, site: str | None = None) -> None:
     """Everything the chosen backend needs must answer before the worker starts."""
     log.info("Database: %s answers", check_database())
+    log.info("Serving %s", check_site(site))
     if backend == "celery":
         log.info("Broker: %s answers", check_broker())
 
@@ -238,10 +260,13 @@ def run_celery_worker(args: argparse.Namespace, loglevel: str) -> int:
     # The solo pool because one process must own the BACnet/IP socket (a second one on
     # the same port splits the devices' replies between them), and it is the pool that
     # works on Windows; concurrency comes from asyncio inside each task.
-    argv = ["worker", "-Q", args.queue, "-P", "solo", "-c", "1", "-n", args.name]
+    from discovery.routing import queue_of
+
+    queue = args.queue or queue_of(args.site)
+    argv = ["worker", "-Q", queue, "-P", "solo", "-c", "1", "-n", args.name]
     argv += ["--loglevel", loglevel]
     log.info(
-        "Starting the Celery worker %s on queue %r (solo pool)", _expand_name(args.name), args.queue
+        "Starting the Celery worker %s on queue %r (solo pool)", _expand_name(args.name), queue
     )
     code = app.worker_main(argv)
     return int(code or 0)
@@ -258,6 +283,8 @@ def run_database_worker(args: argparse.Namespace) -> int:
     options: dict[str, object] = {"name": _expand_name(args.name)}
     if args.once:
         options["once"] = True
+    if args.site:
+        options["site"] = args.site
     log.info("Starting the database-backend worker %s", options["name"])
     call_command("bacnet_worker", **options)
     return EXIT_OK
@@ -304,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.BACNET_BACKEND_REASON,
             os.environ["DJANGO_SETTINGS_MODULE"],
         )
-        preflight(backend)
+        preflight(backend, args.site)
         if args.check:
             log.info("Start-up checks passed: ready to run the %s backend", backend)
             return EXIT_OK

@@ -5,6 +5,7 @@ REM 2. checks that PostgreSQL and, for the Celery backend, Redis answer
 REM    (bacnet_worker_windows.py --check: it connects to them; exit code 2 if not),
 REM 3. starts the worker. Arguments are passed on, e.g.:
 REM      start_bacnet_worker.bat --backend database --loglevel DEBUG
+REM      start_bacnet_worker.bat --site hq      (the worker of site "hq": one per site)
 REM Stop it with Ctrl+C. To run it as a Windows service, see docs\deployment.md.
 setlocal EnableExtensions
 cd /d "%~dp0"

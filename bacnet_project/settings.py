@@ -222,20 +222,18 @@ CELERY_TIMEZONE = TIME_ZONE
 
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_CREATE_MISSING_QUEUES = True
-CELERY_TASK_ROUTES = {
-    # BACnet work goes to the worker on the building LAN (seed 003).
-    "discovery.tasks.discover_devices": {"queue": "bacnet"},
-    "discovery.tasks.read_device_points": {"queue": "bacnet"},
-    "discovery.tasks.discover_device_points": {"queue": "bacnet"},
-    "discovery.tasks.read_point_value": {"queue": "bacnet"},
-    "discovery.tasks.write_point_value": {"queue": "bacnet"},
-    "discovery.tasks.read_priority_array": {"queue": "bacnet"},
-    # Statistics run on the ordinary workers.
-    "discovery.tasks.calculate_hourly_stats": {"queue": "default"},
-    "discovery.tasks.calculate_daily_stats": {"queue": "default"},
-    "discovery.tasks.relinquish_due_overrides": {"queue": "default"},
-    "discovery.tasks.maintain_readings": {"queue": "default"},
-}
+CELERY_TASK_ROUTES = (
+    # BACnet work goes to the worker on its site's LAN: queue "bacnet" for the default
+    # site (seed 003), "bacnet.<site>" for each other site (DESIGN "Scale out").
+    "discovery.routing.route_task",
+    {
+        # Statistics run on the ordinary workers.
+        "discovery.tasks.calculate_hourly_stats": {"queue": "default"},
+        "discovery.tasks.calculate_daily_stats": {"queue": "default"},
+        "discovery.tasks.relinquish_due_overrides": {"queue": "default"},
+        "discovery.tasks.maintain_readings": {"queue": "default"},
+    },
+)
 # At-least-once for BACnet work: acknowledge after the task ran, hand a task back if its
 # worker died, and take one message at a time so a busy solo worker hoards nothing.
 # Writes are idempotent (readings are unique per point and time), so a re-run is safe.
@@ -304,6 +302,8 @@ BACNET_STORE_RULES: dict[str, dict[str, float]] = env.json("BACNET_STORE_RULES",
 BACNET_WORKER_HEARTBEAT_S = env.int("BACNET_WORKER_HEARTBEAT_S", default=10)
 BACNET_JOB_STALE_AFTER_S = env.int("BACNET_JOB_STALE_AFTER_S", default=120)
 BACNET_JOB_MAX_ATTEMPTS = env.int("BACNET_JOB_MAX_ATTEMPTS", default=3)
+# A job of a site with no live worker fails after this long (0: it waits, as it always did).
+BACNET_JOB_NO_WORKER_FAIL_S = env.int("BACNET_JOB_NO_WORKER_FAIL_S", default=0)
 # The pages' live job stream: a keep-alive comment this often, and a reconnect after max.
 BACNET_EVENTS_KEEPALIVE_S = env.float("BACNET_EVENTS_KEEPALIVE_S", default=15.0)
 BACNET_EVENTS_MAX_S = env.float("BACNET_EVENTS_MAX_S", default=300.0)

@@ -1,8 +1,8 @@
 """``python -m bench [part ...] [--full] [--runs N]``: run the benchmarks.
 
-Parts: ingest, partitions, deadband, rollups, pages, collection, discovery, bigdevice,
-memory (all by default). Each builds its own data (and simulated site) in the benchmark
-database, prints its table, and replaces its section of bench/RESULTS.md."""
+Parts: ingest, partitions, deadband, rollups, pages, collection, largesite, discovery,
+bigdevice, memory (all by default). Each builds its own data (and simulated site) in the
+benchmark database, prints its table, and replaces its section of bench/RESULTS.md."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ PARTS = [
     "rollups",
     "pages",
     "collection",
+    "largesite",
     "discovery",
     "bigdevice",
     "memory",

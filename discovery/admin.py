@@ -12,13 +12,23 @@ from discovery.models import (
     KeepingRule,
     PointCommand,
     PointCommandState,
+    Site,
 )
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "queue", "time_zone", "collect_interval_s", "bbmd_address"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["viewers"]
 
 
 @admin.register(BACnetDevice)
 class BACnetDeviceAdmin(admin.ModelAdmin):
     list_display = [
         "device_instance",
+        "site",
         "name",
         "address",
         "vendor_name",
@@ -27,7 +37,7 @@ class BACnetDeviceAdmin(admin.ModelAdmin):
         "conflict_addresses",
         "last_seen",
     ]
-    list_filter = ["is_online", "in_fault", "vendor_name", "segmentation"]
+    list_filter = ["site", "is_online", "in_fault", "vendor_name", "segmentation"]
     search_fields = ["name", "address", "vendor_name", "model_name", "=device_instance"]
     readonly_fields = ["first_seen", "last_seen", "address_history", "conflict_since"]
     actions = ["keep_current_binding"]

@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, post_save
 
 
 class DiscoveryConfig(AppConfig):
@@ -12,6 +12,9 @@ class DiscoveryConfig(AppConfig):
         from bacnet_project.platform_detection import log_backend_choice
         from discovery import checks  # noqa: F401  (registers the BACnet settings checks)
         from discovery.schedules import install_default_schedules
+        from discovery.sites import on_site_saved
 
         log_backend_choice(settings.BACNET_BACKEND, settings.BACNET_BACKEND_REASON)
         post_migrate.connect(install_default_schedules, sender=self)
+        # A new site gets its own collection schedule (its own windows, on its queue).
+        post_save.connect(on_site_saved, sender="discovery.Site")

@@ -1,9 +1,10 @@
 """How a requested job reaches a BACnet worker: the two backends behind one interface.
 
-- ``celery``: the job id goes to the routed task, which ``CELERY_TASK_ROUTES`` puts on
-  the ``bacnet`` queue.
-- ``database``: no broker at all; the worker claims pending rows itself. Dispatching
-  only wakes it (PostgreSQL NOTIFY; on SQLite it polls).
+- ``celery``: the job id and its site's slug go to the task, which ``CELERY_TASK_ROUTES``
+  (``discovery.routing.route_task``) puts on the site's queue: ``bacnet`` for the
+  default site, ``bacnet.<slug>`` for the others.
+- ``database``: no broker at all; each site's worker claims that site's pending rows
+  itself. Dispatching only wakes it (PostgreSQL NOTIFY; on SQLite it polls).
 """
 
 from __future__ import annotations
@@ -59,14 +60,17 @@ class CeleryBackend:
     def dispatch(self, task_id: int, *, force: bool = False) -> bool:
         global _broker_down_until
 
-        kind = BACnetTask.objects.filter(pk=task_id).values_list("kind", flat=True).first()
-        if kind is None:
+        row = BACnetTask.objects.filter(pk=task_id).values_list("kind", "site__slug").first()
+        if row is None:
             return False
+        kind, site = row
         if not force and time.monotonic() < _broker_down_until:
             self._mark_waiting(task_id, "broker unreachable a moment ago")
             return False
         try:
-            send_bounded(TASK_FOR_KIND[kind], task_id, expires=_expiry(task_id))
+            send_bounded(
+                TASK_FOR_KIND[kind], task_id, expires=_expiry(task_id), kwargs={"site": site}
+            )
         except Exception as exc:  # kombu raises OperationalError, timeouts and socket errors
             _broker_down_until = time.monotonic() + 5 * settings.BACNET_BROKER_TIMEOUT_S
             self._mark_waiting(task_id, exc)
@@ -84,7 +88,12 @@ class CeleryBackend:
         publish_task_change(task_id)
 
 
-def send_bounded(name: str, *args: Any, expires: datetime | None = None) -> None:
+def send_bounded(
+    name: str,
+    *args: Any,
+    expires: datetime | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> None:
     """Send a task, giving up within about ``broker_send_timeout_s()``.
 
     The socket and connect timeouts of the transport (settings) bound each attempt; the
@@ -98,6 +107,7 @@ def send_bounded(name: str, *args: Any, expires: datetime | None = None) -> None
         app.send_task(
             name,
             args=list(args),
+            kwargs=kwargs or {},
             producer=producer,
             expires=expires,
             retry=True,

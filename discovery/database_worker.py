@@ -1,7 +1,8 @@
 """The worker of the database backend: no broker, it claims pending job rows itself.
 
-One per BACnet interface (it owns the BACnet socket). Started by ``manage.py
-bacnet_worker`` or ``bacnet_worker_windows.py --backend database``.
+One per site and BACnet interface (it owns the BACnet socket); it claims only its
+site's rows and opens only its site's collection windows. Started by ``manage.py
+bacnet_worker [--site SLUG]`` or ``bacnet_worker_windows.py --backend database``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from django.db import DatabaseError, InterfaceError, close_old_connections
 from django.utils import timezone
 
 from discovery.events import JOB_WAITING, Listener, notify_supported
+from discovery.models import Site
 from discovery.windows import (
     collection_enabled,
     collection_period_s,
@@ -52,7 +54,9 @@ class DatabaseWorker:
         *,
         poll_s: float | None = None,
         schedule: bool = True,
+        site: Site | None = None,
     ) -> None:
+        self.site = site or Site.default()
         self.name = name or default_worker_name("database")
         self.poll_s = poll_s or (10.0 if notify_supported() else 1.0)
         self.schedule = schedule
@@ -97,7 +101,7 @@ class DatabaseWorker:
         """Open the current collection window once, when it starts (absolute windows:
         no drift, whatever the jobs took). Windows missed while a job ran are recorded
         as gaps by ``open_window``."""
-        period = collection_period_s()
+        period = collection_period_s(self.site)
         now = timezone.now()
         current = window_start(now, period)
         self._next_window_at = (
@@ -106,10 +110,10 @@ class DatabaseWorker:
         if current == self._window:
             return
         self._window = current
-        if collection_enabled():
-            scheduled_collection("database", now, start=current, period_s=period)
+        if collection_enabled(self.site):
+            scheduled_collection("database", now, start=current, period_s=period, site=self.site)
         else:
-            record_disabled_windows(now)
+            record_disabled_windows(now, self.site)
 
     def _wait_s(self) -> float:
         """Sleep until the next window at the latest (and at most the poll period)."""
@@ -131,7 +135,7 @@ class DatabaseWorker:
     def step(self) -> bool:
         """Periodic work, then one job if there is one. True if a job ran."""
         self.run_periodic()
-        task = claim_next(self.name, "database")
+        task = claim_next(self.name, "database", self.site.pk)
         if task is None:
             return False
         run_job(task.pk, self.name, claimed=task)
@@ -142,7 +146,7 @@ class DatabaseWorker:
             if threading.current_thread() is threading.main_thread():
                 signal.signal(sig, self.request_stop)
         interface = _client_interface()
-        become_bacnet_worker(self.name, "database", interface)
+        become_bacnet_worker(self.name, "database", interface, self.site)
         warn_if_period_differs()
         backoff = 1.0
         try:

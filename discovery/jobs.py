@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from discovery.models import MAX_DEVICE_INSTANCE, BACnetDevice, BACnetTask, BACnetWorker
+from discovery.models import MAX_DEVICE_INSTANCE, BACnetDevice, BACnetTask, BACnetWorker, Site
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,11 @@ def validate_address(text: str) -> str:
     return text
 
 
-def validate_parameters(kind: str, parameters: dict[str, Any] | None) -> dict[str, Any]:
-    """Return the cleaned parameters of a job of ``kind``, or raise ``JobError``."""
+def validate_parameters(
+    kind: str, parameters: dict[str, Any] | None, site: Site | None = None
+) -> dict[str, Any]:
+    """Return the cleaned parameters of a job of ``kind`` at ``site`` (default: the
+    default site), or raise ``JobError``."""
     if kind not in BACnetTask.Kind.values:
         raise JobError(
             f"Unknown job kind {kind!r}: use one of {', '.join(BACnetTask.Kind.values)}."
@@ -129,18 +132,19 @@ def validate_parameters(kind: str, parameters: dict[str, Any] | None) -> dict[st
             if not isinstance(instances, list):
                 raise JobError("device_instances must be a list of device instances.")
             cleaned["device_instances"] = [_instance(i, "device instance") for i in instances]
-            _require_known_devices(cleaned["device_instances"])
+            _require_known_devices(cleaned["device_instances"], site or Site.default())
     elif kind in ("write", "read_priority"):
         cleaned = _command_parameters(kind, parameters)
     else:
         if "device_instance" not in parameters:
             raise JobError("enumerate needs device_instance.")
         number = _instance(parameters["device_instance"], "device_instance")
+        site = site or Site.default()
         if (
             number > MAX_DEVICE_INSTANCE
-            or not BACnetDevice.objects.filter(device_instance=number).exists()
+            or not BACnetDevice.objects.filter(site=site, device_instance=number).exists()
         ):
-            raise JobError(f"No known device has instance {number}.")
+            raise JobError(f"No known device of {site} has instance {number}.")
         cleaned["device_instance"] = number
     return cleaned
 
@@ -158,17 +162,17 @@ def _command_parameters(kind: str, parameters: dict[str, Any]) -> dict[str, Any]
     return {name: value}
 
 
-def _require_known_devices(instances: list[int]) -> None:
+def _require_known_devices(instances: list[int], site: Site) -> None:
     """A collection of devices nobody has discovered would read nothing: say so."""
     known = set(
-        BACnetDevice.objects.filter(device_instance__in=instances).values_list(
+        BACnetDevice.objects.filter(site=site, device_instance__in=instances).values_list(
             "device_instance", flat=True
         )
     )
     unknown = sorted(set(instances) - known)
     if unknown:
         listed = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
-        raise JobError(f"No known device has instance {listed}: discover it first.")
+        raise JobError(f"No known device of {site} has instance {listed}: discover it first.")
 
 
 def request_job(
@@ -179,14 +183,17 @@ def request_job(
     user: Any = None,
     dedupe_key: str | None = None,
     backend: str | None = None,
+    site: Site | None = None,
 ) -> BACnetTask:
-    """Create a pending job and hand it to the backend after commit.
+    """Create a pending job of ``site`` (default: the default site) and hand it to the
+    backend after commit: it goes to that site's queue, for that site's worker.
 
     With ``dedupe_key`` (scheduled cycles), an existing job with that key is returned
     instead of a second one."""
     from discovery.backends import get_backend
 
-    cleaned = validate_parameters(kind, parameters)
+    site = site or Site.default()
+    cleaned = validate_parameters(kind, parameters, site)
     if kind == BACnetTask.Kind.COLLECT:
         # The cycle's timestamp is fixed now, so a retried cycle writes the same
         # (point, timestamp) keys and stores nothing twice.
@@ -195,12 +202,15 @@ def request_job(
     try:
         with transaction.atomic():
             task = BACnetTask.objects.create(
+                site=site,
                 kind=kind,
                 parameters=cleaned,
                 trigger=trigger,
                 backend=chosen.name,
                 dedupe_key=dedupe_key,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
+                # Said at once: a job of a site whose worker is down waits (see the sweeper).
+                progress=no_worker_note(site, chosen.name),
             )
     except IntegrityError:
         if dedupe_key is None:
@@ -210,7 +220,7 @@ def request_job(
 
     publish_task_change(task.pk)
     transaction.on_commit(lambda: chosen.dispatch(task.pk))
-    log.info("Job %s requested (%s, backend %s)", task.pk, kind, chosen.name)
+    log.info("Job %s requested (%s, site %s, backend %s)", task.pk, kind, site.slug, chosen.name)
     if not transaction.get_connection().in_atomic_block:
         # Dispatch ran already (no transaction to wait for): the caller's answer says
         # whether the job reached the broker or waits for the sweeper.
@@ -237,6 +247,7 @@ def task_status(task: BACnetTask) -> dict[str, Any]:
 
     return {
         "id": task.pk,
+        "site": task.site.slug,
         "kind": task.kind,
         "status": task.status,
         **outcome_api_fields(task),
@@ -268,13 +279,27 @@ class BackendStatus:
     message: str = ""
 
 
-def live_workers(backend: str | None = None) -> list[BACnetWorker]:
-    """Workers whose heartbeat is recent (three heartbeat periods)."""
+def live_workers(backend: str | None = None, site: Site | None = None) -> list[BACnetWorker]:
+    """Workers (of a site) whose heartbeat is recent (three heartbeat periods)."""
     window = timedelta(seconds=3 * settings.BACNET_WORKER_HEARTBEAT_S)
     workers = BACnetWorker.objects.filter(last_heartbeat__gte=timezone.now() - window)
     if backend:
         workers = workers.filter(backend=backend)
-    return list(workers)
+    if site is not None:
+        workers = workers.filter(site=site)
+    return list(workers.select_related("site"))
+
+
+def no_worker_note(site: Site, backend: str) -> str:
+    """What a job of ``site`` waits for when no worker of that site is alive ("" if one is)."""
+    if live_workers(backend, site):
+        return ""
+    how = f"--site {site.slug}" if not site.is_default else ""
+    return (
+        f"Waiting: no BACnet worker of site {site.slug!r} ({backend} backend, queue "
+        f"{site.queue!r}) has reported in. Start one on that site's LAN: "
+        f"bacnet_worker_windows.py {how}".strip()
+    )
 
 
 def backend_status() -> BackendStatus:
@@ -301,3 +326,37 @@ def backend_status() -> BackendStatus:
         worker_alive=bool(serving),
         message=message,
     )
+
+
+def fail_jobs_without_worker(now: datetime | None = None) -> int:
+    """Pending jobs of a site whose worker has not reported in for
+    ``BACNET_JOB_NO_WORKER_FAIL_S`` fail with that reason (0, the default: they wait for
+    as long as it takes). Run by the sweeper."""
+    from discovery.events import publish_task_change
+
+    wait_s = settings.BACNET_JOB_NO_WORKER_FAIL_S
+    if not wait_s:
+        return 0
+    now = now or timezone.now()
+    old = BACnetTask.objects.filter(
+        status=BACnetTask.Status.PENDING, created_at__lt=now - timedelta(seconds=wait_s)
+    )
+    failed = 0
+    for site_id, backend in old.values_list("site_id", "backend").distinct():
+        site = Site.objects.get(pk=site_id)
+        if live_workers(backend, site):
+            continue
+        for task_id in old.filter(site=site, backend=backend).values_list("pk", flat=True):
+            failed += BACnetTask.objects.filter(
+                pk=task_id, status=BACnetTask.Status.PENDING
+            ).update(
+                status=BACnetTask.Status.FAILED,
+                error_message=(
+                    f"No BACnet worker of site {site.slug!r} ({backend} backend) reported in "
+                    f"within {wait_s} s (BACNET_JOB_NO_WORKER_FAIL_S)."
+                ),
+                completed_at=now,
+                progress="Failed",
+            )
+            publish_task_change(task_id)
+    return failed

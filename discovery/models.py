@@ -1,10 +1,13 @@
-"""The domain: devices and points found on the BACnet network, their readings, rolled-up
-statistics, the jobs that produced them and the workers that ran the jobs."""
+"""The domain: the sites (buildings), the devices and points found on each site's BACnet
+network, their readings, rolled-up statistics, the jobs that produced them and the
+workers that ran the jobs."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -15,8 +18,76 @@ from discovery.keeping import CovState, Keeping, KeepingRule
 # Re-exported: the models of these modules are registered with the app from here.
 __all__ = ["Alarm", "CovState", "Keeping", "KeepingRule"]
 
+from discovery.routing import BACNET_QUEUE as BACNET_QUEUE
+from discovery.routing import DEFAULT_SITE_SLUG as DEFAULT_SITE_SLUG
+from discovery.routing import queue_of
+
 # BACnet device instances are 22 bits; 4194303 is the "unconfigured" wildcard.
 MAX_DEVICE_INSTANCE = 4194302
+
+
+def _default_time_zone() -> str:
+    return settings.TIME_ZONE
+
+
+class Site(models.Model):
+    """A building (or campus) with its own BACnet internetwork, served by its own BACnet
+    worker consuming the site's queue. Device instances repeat between sites.
+
+    ``bacnet_interface`` and ``bbmd_address`` are what the site's worker uses unless its
+    command line or environment says otherwise; ``collect_interval_s`` seeds the site's
+    collection schedule (empty: ``BACNET_COLLECT_INTERVAL_S``). ``viewers``: a user listed
+    on any site sees only the sites that list them; a user no site lists sees all."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=50, unique=True)
+    time_zone = models.CharField(max_length=64, default=_default_time_zone)
+    bacnet_interface = models.CharField(max_length=64, blank=True)
+    bbmd_address = models.CharField(max_length=64, blank=True)
+    collect_interval_s = models.PositiveIntegerField(null=True, blank=True)
+    # Which objects discovery stores (``discovery.point_rules``): object types, name
+    # patterns and instance ranges to include or exclude. Empty: every object.
+    point_rules = models.JSONField(default=dict, blank=True)
+    viewers = models.ManyToManyField(
+        "auth.User", blank=True, related_name="bacnet_sites", help_text="Users limited to it."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from discovery.point_rules import validate_rules
+
+        try:
+            validate_rules(self.point_rules)
+        except ValidationError as exc:
+            raise ValidationError({"point_rules": exc.messages}) from None
+
+    @property
+    def is_default(self) -> bool:
+        return self.slug == DEFAULT_SITE_SLUG
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue of this site's BACnet jobs."""
+        return queue_of(self.slug)
+
+    @classmethod
+    def default(cls) -> Site:
+        site, _ = cls.objects.get_or_create(
+            slug=DEFAULT_SITE_SLUG, defaults={"name": "Default site"}
+        )
+        return site
+
+
+def default_site_id() -> int:
+    """Rows created without a site belong to the default site. (Only the id is read: the
+    migration that adds the column calls this with the table as it was then.)"""
+    pk = Site.objects.filter(slug=DEFAULT_SITE_SLUG).values_list("pk", flat=True).first()
+    return pk if pk is not None else Site.default().pk
 
 
 class Segmentation(models.TextChoices):
@@ -27,14 +98,18 @@ class Segmentation(models.TextChoices):
 
 
 class BACnetDevice(models.Model):
-    """A BACnet device, identified by its instance number (unique across an internetwork).
+    """A BACnet device of a site, identified by its instance number (unique across the
+    site's internetwork; other sites have their own device 1001).
 
     ``address`` is the BACnet address as bacpypes3 prints it: ``192.168.1.20`` or
     ``192.168.1.20:47809`` on the local network, ``20:0x0a`` behind a router, where 20 is
     also kept in ``network_number``. Rediscovery updates address and name in place.
     """
 
-    device_instance = models.PositiveIntegerField(unique=True)
+    site = models.ForeignKey(
+        Site, on_delete=models.PROTECT, related_name="devices", default=default_site_id
+    )
+    device_instance = models.PositiveIntegerField()
     address = models.CharField(max_length=64)
     network_number = models.PositiveIntegerField(null=True, blank=True)
     name = models.CharField(max_length=255, blank=True)
@@ -50,6 +125,9 @@ class BACnetDevice(models.Model):
     segmentation = models.CharField(max_length=32, choices=Segmentation.choices, blank=True)
     supports_rpm = models.BooleanField(
         default=True, help_text="Cleared when the device rejects ReadPropertyMultiple."
+    )
+    poll_interval_s = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Read its points at most this often (empty: every cycle)."
     )
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)
@@ -76,6 +154,12 @@ class BACnetDevice(models.Model):
                 condition=Q(device_instance__lte=MAX_DEVICE_INSTANCE),
                 name="%(app_label)s_%(class)s_instance_in_range",
                 violation_error_message="A device instance is at most 4194302.",
+            ),
+            # Also the index of every lookup by instance, which is always within a site.
+            models.UniqueConstraint(
+                fields=["site", "device_instance"],
+                name="%(app_label)s_%(class)s_unique_site_instance",
+                violation_error_message="This site already has a device with that instance.",
             ),
         ]
         indexes = [
@@ -142,6 +226,9 @@ class BACnetPoint(models.Model):
     last_read_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     polling_enabled = models.BooleanField(default=True)
+    poll_interval_s = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Read at most this often (empty: the device's)."
+    )
     # Set while the device's object list no longer holds the point: its history is kept,
     # it is not polled, and it is polled again if it comes back (polling_enabled is the
     # user's choice and stays untouched).
@@ -331,6 +418,10 @@ class BACnetTask(models.Model):
         SCHEDULED = "scheduled", "Scheduled"
         API = "api", "API"
 
+    # The site whose worker runs it: the job goes to that site's queue (``Site.queue``).
+    site = models.ForeignKey(
+        Site, on_delete=models.PROTECT, related_name="tasks", default=default_site_id
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
@@ -370,9 +461,9 @@ class BACnetTask(models.Model):
             models.Index(fields=["kind", "status", "created_at"], name="discovery_task_kind"),
             # The dashboard's jobs started by people, apart from the scheduled cycles.
             models.Index(fields=["trigger", "created_at"], name="discovery_task_trigger"),
-            # The database backend claims the oldest pending job.
+            # The database backend claims the oldest pending job of its site.
             models.Index(
-                fields=["created_at"],
+                fields=["site", "created_at"],
                 condition=Q(status="pending"),
                 name="discovery_task_pending",
             ),
@@ -418,7 +509,10 @@ class CollectionGap(models.Model):
         DISABLED = "disabled", "Collection was disabled in the schedule"
         NO_MESSAGE = "no_message", "Nothing opened this window (beat, broker or database down?)"
 
-    window_start = models.DateTimeField(unique=True)
+    site = models.ForeignKey(
+        Site, on_delete=models.CASCADE, related_name="gaps", default=default_site_id
+    )
+    window_start = models.DateTimeField()
     period_s = models.PositiveIntegerField()
     reason = models.CharField(max_length=16, choices=Reason.choices)
     detail = models.CharField(max_length=255, blank=True)
@@ -426,6 +520,13 @@ class CollectionGap(models.Model):
 
     class Meta:
         ordering = ["-window_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "window_start"],
+                name="%(app_label)s_%(class)s_unique_site_window",
+                violation_error_message="This site's window already has a gap recorded.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"gap {self.window_start:%Y-%m-%d %H:%M:%S} ({self.reason})"
@@ -438,6 +539,10 @@ class BACnetWorker(models.Model):
     mismatch is visible at once instead of jobs waiting forever."""
 
     name = models.CharField(max_length=255, unique=True)
+    # The site it serves (it consumes that site's queue, or claims its rows).
+    site = models.ForeignKey(
+        Site, null=True, blank=True, on_delete=models.SET_NULL, related_name="workers"
+    )
     backend = models.CharField(max_length=16)
     hostname = models.CharField(max_length=255, blank=True)
     pid = models.PositiveIntegerField(null=True, blank=True)

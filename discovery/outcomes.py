@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from discovery.models import BACnetTask
+from discovery.models import DEFAULT_SITE_SLUG, BACnetTask
 
 Status = BACnetTask.Status
 Kind = BACnetTask.Kind
@@ -217,26 +217,27 @@ def _lock_discovery_requests() -> None:
 
 
 def request_discovery(
-    parameters: dict[str, Any] | None, *, trigger: str, user: Any = None
+    parameters: dict[str, Any] | None, *, trigger: str, user: Any = None, site: Any = None
 ) -> tuple[BACnetTask, bool]:
     """Start a discovery, unless one with the same parameters is pending or running:
     then that one is returned (created False). Raises ``JobError`` for bad parameters."""
     from discovery.jobs import request_job, validate_parameters
 
-    cleaned = validate_parameters(Kind.DISCOVER, parameters)
+    cleaned = validate_parameters(Kind.DISCOVER, parameters, site)
     with transaction.atomic():
         _lock_discovery_requests()
         active = (
             BACnetTask.objects.filter(
                 kind=Kind.DISCOVER, status__in=[Status.PENDING, Status.RUNNING]
             )
+            .filter(**({"site": site} if site is not None else {"site__slug": DEFAULT_SITE_SLUG}))
             .order_by("created_at")
             .only("id", "parameters", "status")
         )
         for task in active:
             if task.parameters == cleaned:
                 return BACnetTask.objects.get(pk=task.pk), False
-        task = request_job(Kind.DISCOVER, cleaned, trigger=trigger, user=user)
+        task = request_job(Kind.DISCOVER, cleaned, trigger=trigger, user=user, site=site)
     # The job is handed to the backend when the block above commits: show what that did
     # (sent, or waiting for the broker).
     task.refresh_from_db()

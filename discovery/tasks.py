@@ -1,6 +1,7 @@
 """Celery tasks, named as in seed 003 and routed by ``CELERY_TASK_ROUTES``.
 
-BACnet tasks (queue ``bacnet``) carry a job id; each is a few lines over ``run_job``,
+BACnet tasks carry a job id and its site (queue ``bacnet`` for the default site,
+``bacnet.<site>`` for the others: ``discovery.routing``); each is a few lines over ``run_job``,
 which claims the ``BACnetTask`` row, runs the service function and records the outcome.
 Rollups and the sweeper run on ``default``. Late acknowledgement (settings) plus
 idempotent writes make re-delivery harmless.
@@ -16,8 +17,10 @@ from celery import shared_task
 from celery.signals import task_revoked, worker_ready, worker_shutdown
 
 from discovery import worker
-from discovery.models import BACnetPoint, CollectionGap
+from discovery.models import DEFAULT_SITE_SLUG, BACnetPoint, CollectionGap
+from discovery.routing import queue_of
 from discovery.services import rollups
+from discovery.sites import UnknownSite, get_site, site_of_queue
 from discovery.windows import (
     COLLECT_TASK,
     collection_period_s,
@@ -27,21 +30,21 @@ from discovery.windows import (
 
 log = logging.getLogger(__name__)
 
-BACNET_QUEUE = "bacnet"
-
 
 def _run(task: Any, job_id: int) -> dict | None:
     return worker.run_job(job_id, task.request.hostname or "celery")
 
 
+# ``site`` is for routing (``discovery.routing``): the job row says its site, and the
+# worker checks it against its own before running anything.
 @shared_task(name="discovery.tasks.discover_devices", bind=True)
-def discover_devices(self: Any, job_id: int) -> dict | None:
+def discover_devices(self: Any, job_id: int, site: str | None = None) -> dict | None:
     """Who-Is, then enumerate and store every device that answered."""
     return _run(self, job_id)
 
 
 @shared_task(name="discovery.tasks.discover_device_points", bind=True)
-def discover_device_points(self: Any, job_id: int) -> dict | None:
+def discover_device_points(self: Any, job_id: int, site: str | None = None) -> dict | None:
     """Re-read one device's properties and object list."""
     return _run(self, job_id)
 
@@ -52,13 +55,23 @@ def read_device_points(
     job_id: int | None = None,
     window_start: str | None = None,
     period_s: int | None = None,
+    site: str | None = None,
 ) -> dict | None:
     """One collection cycle. Beat sends it without a job id but with the window it was
-    meant for: the window's job row is created here, once however often the message
-    arrives, and however late (within the window's bound)."""
+    meant for (and the site's slug, from the site's schedule): the window's job row is
+    created here, once however often the message arrives, and however late (within the
+    window's bound)."""
     if job_id is None:
+        identity = worker.current_worker()
+        if identity is not None and (site or DEFAULT_SITE_SLUG) != identity.site_slug:
+            raise worker.WrongSite(
+                f"Collection of site {site or 'default'!r} reached the worker of site "
+                f"{identity.site_slug!r}: not run (check CELERY_TASK_ROUTES and -Q)."
+            )
         start = datetime.fromisoformat(window_start) if window_start else None
-        task = worker.scheduled_collection("celery", start=start, period_s=period_s)
+        task = worker.scheduled_collection(
+            "celery", start=start, period_s=period_s, site=get_site(site)
+        )
         if task is None:
             log.info("Collection window %s already ran or was skipped", window_start or "now")
             return None
@@ -76,31 +89,40 @@ def _record_expired_window(
         return
     kwargs = getattr(request, "kwargs", None) or {}
     if kwargs.get("window_start"):
+        try:
+            site = get_site(kwargs.get("site"))
+        except UnknownSite:
+            return
         start = datetime.fromisoformat(kwargs["window_start"])
-        period = int(kwargs.get("period_s") or 0) or collection_period_s()
-        record_gap(start, period, CollectionGap.Reason.LATE, "message expired unread")
+        period = int(kwargs.get("period_s") or 0) or collection_period_s(site)
+        record_gap(start, period, CollectionGap.Reason.LATE, "message expired unread", site)
 
 
 @shared_task(name="discovery.tasks.read_point_value", bind=True)
-def read_point_value(self: Any, point_id: int) -> dict:
+def read_point_value(self: Any, point_id: int, site: str | None = None) -> dict:
     """Read one point now and store the reading."""
     from discovery.bacnet_client import get_client
     from discovery.services.collection import read_point_and_store
 
-    if worker.current_worker() is None:
+    identity = worker.current_worker()
+    if identity is None:
         raise worker.WrongWorker("read_point_value must run on the BACnet worker")
     point = BACnetPoint.objects.select_related("device").get(pk=point_id)
+    if point.device.site_id != identity.site_id:
+        raise worker.WrongSite(
+            f"Point {point_id} is at another site than this worker's ({identity.site_slug})."
+        )
     return read_point_and_store(get_client(), point)
 
 
 @shared_task(name="discovery.tasks.write_point_value", bind=True)
-def write_point_value(self: Any, job_id: int) -> dict | None:
+def write_point_value(self: Any, job_id: int, site: str | None = None) -> dict | None:
     """Write (or relinquish) a point's present value at a priority, then read it back."""
     return _run(self, job_id)
 
 
 @shared_task(name="discovery.tasks.read_priority_array", bind=True)
-def read_priority_array(self: Any, job_id: int) -> dict | None:
+def read_priority_array(self: Any, job_id: int, site: str | None = None) -> dict | None:
     """Read a commandable point's priority array and store it."""
     return _run(self, job_id)
 
@@ -141,17 +163,38 @@ def sweep_jobs() -> dict[str, int]:
 
 @worker_ready.connect
 def _start_bacnet_worker(sender: Any, **_: Any) -> None:
-    """A Celery worker consuming ``bacnet`` is the BACnet worker: it opens the BACnet
-    socket now (a wrong interface fails at start) and writes heartbeats."""
+    """A Celery worker consuming a site's BACnet queue (``bacnet``, ``bacnet.<site>``) is
+    that site's BACnet worker: it opens the BACnet socket now (a wrong interface fails at
+    start) and writes heartbeats. A site that does not exist stops it at once."""
     queues = set(sender.app.amqp.queues.consume_from or {})
-    if BACNET_QUEUE not in queues:
+    sites = sorted({slug for q in queues if (slug := site_of_queue(q)) is not None})
+    if not sites:
         return
+    if len(sites) > 1:
+        log.error(
+            "This worker consumes the queues of several sites (%s): a BACnet worker serves "
+            "one site's LAN; it serves %r only and refuses the others' jobs",
+            ", ".join(sites),
+            sites[0],
+        )
+    bacnet_queue = queue_of(sites[0])
     if len(queues) > 1:
         log.warning(
-            "This worker consumes %s besides 'bacnet': BACnet jobs would wait behind other "
-            "work; run it with -Q bacnet only",
-            ", ".join(sorted(queues - {BACNET_QUEUE})),
+            "This worker consumes %s besides %r: BACnet jobs would wait behind other "
+            "work; run it with -Q %s only",
+            ", ".join(sorted(queues - {bacnet_queue})),
+            bacnet_queue,
+            bacnet_queue,
         )
+    try:
+        site = get_site(sites[0])
+    except UnknownSite as exc:
+        log.critical("Not starting the BACnet worker: %s", exc)
+        _stop_at_once()
+        return
+    from discovery.sites import apply_site_bacnet_settings
+
+    apply_site_bacnet_settings(site)
     from discovery.bacnet_client import get_client
 
     interface = ""
@@ -159,9 +202,17 @@ def _start_bacnet_worker(sender: Any, **_: Any) -> None:
         interface = get_client().local_address
     except Exception as exc:  # reported plainly; jobs will fail with the same reason
         log.error("BACnet client did not start: %s", exc)
-    worker.become_bacnet_worker(sender.hostname, "celery", interface)
+    worker.become_bacnet_worker(sender.hostname, "celery", interface, site)
     warn_if_period_differs()
     worker.sweep_jobs()
+
+
+def _stop_at_once() -> None:
+    """A worker for a site that does not exist must not take its queue's messages."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @worker_shutdown.connect

@@ -10,9 +10,10 @@ stored at the window's start, whenever its message is processed:
 - Database mode: the worker opens the window itself when its start comes (it sleeps
   until the next window, not "now + period").
 
-The period has one source of truth: the "Collect readings" schedule (the admin's beat
-schedule; the database worker reads the same row). ``BACNET_COLLECT_INTERVAL_S`` is only
-the value installed on the first migrate.
+The period has one source of truth per site: the site's "Collect readings" schedule (the
+admin's beat schedule; the database worker reads the same row). ``BACNET_COLLECT_INTERVAL_S``
+(or the site's ``collect_interval_s``) is only the value installed with the schedule.
+Each site has its own windows, cycles and gaps: one site's outage is not another's.
 
 A cycle that starts more than ``late_bound_s`` after its window's start is not run: its
 values would be read now and stored as history of a moment long gone. It is skipped,
@@ -34,7 +35,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from discovery.models import BACnetTask, BACnetWorker, CollectionGap
+from discovery.models import DEFAULT_SITE_SLUG, BACnetTask, BACnetWorker, CollectionGap, Site
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +55,30 @@ def window_start(moment: datetime, period_s: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % period_s, tz=UTC).replace(microsecond=0)
 
 
-def collection_schedule() -> Any:
-    """The beat schedule row of periodic collection (django-celery-beat), or None."""
+def site_of(site: Site | int | None) -> Site:
+    """The site given (or by id), else the default one."""
+    if isinstance(site, Site):
+        return site
+    return Site.objects.get(pk=site) if site else Site.default()
+
+
+def site_kwarg(slug: str) -> str:
+    """How a site's collection schedule names its site in its JSON kwargs."""
+    return f'"site": "{slug}"'
+
+
+def collection_schedule(site: Site | int | None = None) -> Any:
+    """The beat schedule row of a site's periodic collection (django-celery-beat), or
+    None. The default site's is the one that names no site."""
     from django_celery_beat.models import PeriodicTask
 
-    return (
-        PeriodicTask.objects.filter(task=COLLECT_TASK, interval__isnull=False)
-        .select_related("interval")
-        .order_by("-enabled", "id")
-        .first()
-    )
+    slug = site_of(site).slug
+    rows = PeriodicTask.objects.filter(task=COLLECT_TASK, interval__isnull=False)
+    if slug == DEFAULT_SITE_SLUG:
+        rows = rows.exclude(kwargs__contains='"site"')
+    else:
+        rows = rows.filter(kwargs__contains=site_kwarg(slug))
+    return rows.select_related("interval").order_by("-enabled", "id").first()
 
 
 def period_of(schedule: Any) -> int:
@@ -72,9 +87,9 @@ def period_of(schedule: Any) -> int:
     return max(int(schedule.interval.schedule.run_every.total_seconds()), 1)
 
 
-def collection_period_s() -> int:
-    """The collection period: the schedule's, else ``BACNET_COLLECT_INTERVAL_S``."""
-    return period_of(collection_schedule())
+def collection_period_s(site: Site | int | None = None) -> int:
+    """A site's collection period: its schedule's, else ``BACNET_COLLECT_INTERVAL_S``."""
+    return period_of(collection_schedule(site))
 
 
 def warn_if_period_differs() -> None:
@@ -93,8 +108,8 @@ def warn_if_period_differs() -> None:
         )
 
 
-def collection_enabled() -> bool:
-    schedule = collection_schedule()
+def collection_enabled(site: Site | int | None = None) -> bool:
+    schedule = collection_schedule(site)
     return schedule is None or schedule.enabled
 
 
@@ -108,7 +123,7 @@ def expiry_of(task: BACnetTask) -> datetime | None:
     """When a message carrying ``task`` stops being worth running (scheduled cycles)."""
     if task.window_start is None:
         return None
-    period = task.window_period_s or collection_period_s()
+    period = task.window_period_s or collection_period_s(task.site_id)
     return task.window_start + timedelta(seconds=late_bound_s(period))
 
 
@@ -120,23 +135,36 @@ def is_too_late(task: BACnetTask, now: datetime | None = None) -> bool:
 # -- opening windows and recording gaps ---------------------------------------------------
 
 
+def window_key(start: datetime, site: Site) -> str:
+    """The dedupe key of a site's window (the default site's keeps the older form)."""
+    if site.is_default:
+        return f"collect:{start.isoformat()}"
+    return f"collect:{site.slug}:{start.isoformat()}"
+
+
 def open_window(
-    start: datetime, period_s: int, backend: str, now: datetime | None = None
+    start: datetime,
+    period_s: int,
+    backend: str,
+    now: datetime | None = None,
+    site: Site | int | None = None,
 ) -> BACnetTask | None:
-    """The pending job of the window starting at ``start``, created once however often
-    it is asked for (beat, a re-delivered message, a second worker). None if the window
-    already ran, or is past its bound (then recorded as a ``late`` gap)."""
+    """The pending job of a site's window starting at ``start``, created once however
+    often it is asked for (beat, a re-delivered message, a second worker). None if the
+    window already ran, or is past its bound (then recorded as a ``late`` gap)."""
     now = now or timezone.now()
-    key = f"collect:{start.isoformat()}"
+    site = site_of(site)
+    key = window_key(start, site)
     existing = BACnetTask.objects.filter(dedupe_key=key).first()
     if existing is None and now > start + timedelta(seconds=late_bound_s(period_s)):
-        record_gap(start, period_s, Reason.LATE, f"message processed at {now:%H:%M:%S}")
+        record_gap(start, period_s, Reason.LATE, f"message processed at {now:%H:%M:%S}", site)
         return None
     if existing is None:
-        fill_gaps_before(start, period_s, backend, now)
+        fill_gaps_before(start, period_s, backend, now, site)
         try:
             with transaction.atomic():
                 existing = BACnetTask.objects.create(
+                    site=site,
                     dedupe_key=key,
                     kind=BACnetTask.Kind.COLLECT,
                     trigger=BACnetTask.Trigger.SCHEDULED,
@@ -149,32 +177,44 @@ def open_window(
         except IntegrityError:  # a second worker opened it at the same moment
             existing = BACnetTask.objects.get(dedupe_key=key)
         # A gap recorded for this window earlier (e.g. "disabled") is superseded.
-        CollectionGap.objects.filter(window_start=start).delete()
+        CollectionGap.objects.filter(site=site, window_start=start).delete()
     return existing if existing.status == BACnetTask.Status.PENDING else None
 
 
-def record_gap(start: datetime, period_s: int, reason: str, detail: str = "") -> None:
-    """Record that the window starting at ``start`` has no cycle, unless it has one."""
-    if BACnetTask.objects.filter(window_start=start).exists():
+def record_gap(
+    start: datetime,
+    period_s: int,
+    reason: str,
+    detail: str = "",
+    site: Site | int | None = None,
+) -> None:
+    """Record that a site's window starting at ``start`` has no cycle, unless it has one."""
+    site = site_of(site)
+    if BACnetTask.objects.filter(site=site, window_start=start).exists():
         return
     _, created = CollectionGap.objects.get_or_create(
+        site=site,
         window_start=start,
         defaults={"period_s": period_s, "reason": reason, "detail": detail[:255]},
     )
     if created:
-        log.warning("Collection window %s skipped: %s %s", start.isoformat(), reason, detail)
+        log.warning(
+            "Collection window %s of %s skipped: %s %s", start.isoformat(), site, reason, detail
+        )
 
 
-def last_known_window() -> tuple[datetime, int] | None:
-    """The latest window with a cycle or a gap, and its period."""
+def last_known_window(site: Site | int | None = None) -> tuple[datetime, int] | None:
+    """The latest window of a site with a cycle or a gap, and its period."""
+    site = site_of(site)
     task = (
-        BACnetTask.objects.filter(window_start__isnull=False)
+        BACnetTask.objects.filter(site=site, window_start__isnull=False)
         .order_by("-window_start")
         .values_list("window_start", "window_period_s")
         .first()
     )
     gap = (
-        CollectionGap.objects.order_by("-window_start")
+        CollectionGap.objects.filter(site=site)
+        .order_by("-window_start")
         .values_list("window_start", "period_s")
         .first()
     )
@@ -182,7 +222,7 @@ def last_known_window() -> tuple[datetime, int] | None:
     if not candidates:
         return None
     start, period = max(candidates, key=lambda c: c[0])
-    return start, period or collection_period_s()
+    return start, period or collection_period_s(site)
 
 
 def windows_between(after_end: datetime, before: datetime, period_s: int) -> list[datetime]:
@@ -198,30 +238,38 @@ def windows_between(after_end: datetime, before: datetime, period_s: int) -> lis
     return starts
 
 
-def fill_gaps_before(start: datetime, period_s: int, backend: str, now: datetime) -> int:
-    """Record a gap, with the likeliest reason, for every window between the last known
-    one and ``start``. Returns the number of gaps recorded."""
-    last = last_known_window()
+def fill_gaps_before(
+    start: datetime, period_s: int, backend: str, now: datetime, site: Site | None = None
+) -> int:
+    """Record a gap, with the likeliest reason, for every window of a site between the
+    last known one and ``start``. Returns the number of gaps recorded."""
+    site = site_of(site)
+    last = last_known_window(site)
     if last is None or last[0] >= start:
         return 0
     previous_end = last[0] + timedelta(seconds=last[1])
     missing = windows_between(previous_end, start, period_s)
     if len(missing) > FEW_GAPS:
         # A long outage has one cause: ask once, record them all in one insert.
-        reason, detail = why_missing(missing[0], backend)
-        record_gaps(missing, period_s, reason, detail)
+        reason, detail = why_missing(missing[0], backend, site)
+        record_gaps(missing, period_s, reason, detail, site)
     else:
         for moment in missing:
-            reason, detail = why_missing(moment, backend)
-            record_gap(moment, period_s, reason, detail)
+            reason, detail = why_missing(moment, backend, site)
+            record_gap(moment, period_s, reason, detail, site)
     return len(missing)
 
 
-def record_gaps(starts: list[datetime], period_s: int, reason: str, detail: str) -> None:
+def record_gaps(
+    starts: list[datetime], period_s: int, reason: str, detail: str, site: Site | None = None
+) -> None:
     """Record many gaps at once (windows that have a cycle or a gap are left alone)."""
+    site = site_of(site)
     CollectionGap.objects.bulk_create(
         [
-            CollectionGap(window_start=s, period_s=period_s, reason=reason, detail=detail[:255])
+            CollectionGap(
+                site=site, window_start=s, period_s=period_s, reason=reason, detail=detail[:255]
+            )
             for s in starts
         ],
         ignore_conflicts=True,
@@ -236,10 +284,12 @@ def record_gaps(starts: list[datetime], period_s: int, reason: str, detail: str)
     )
 
 
-def why_missing(moment: datetime, backend: str) -> tuple[str, str]:
-    """The likeliest reason why the window starting at ``moment`` got no cycle."""
+def why_missing(moment: datetime, backend: str, site: Site | None = None) -> tuple[str, str]:
+    """The likeliest reason why a site's window starting at ``moment`` got no cycle
+    (only that site's jobs and workers count: another site's are on another LAN)."""
+    site = site_of(site)
     busy = (
-        BACnetTask.objects.filter(backend=backend, started_at__lte=moment)
+        BACnetTask.objects.filter(site=site, backend=backend, started_at__lte=moment)
         .filter(Q(completed_at__gt=moment) | Q(completed_at__isnull=True))
         .exclude(started_at__isnull=True)
         .order_by("-started_at")
@@ -247,7 +297,7 @@ def why_missing(moment: datetime, backend: str) -> tuple[str, str]:
     )
     if busy is not None:
         return Reason.OVERRUN, f"job {busy.pk} ({busy.kind}) was running"
-    started = BACnetWorker.objects.filter(backend=backend).aggregate(Max("started_at"))
+    started = BACnetWorker.objects.filter(site=site, backend=backend).aggregate(Max("started_at"))
     first_start = started["started_at__max"]
     if first_start is None or first_start > moment:
         return Reason.WORKER_DOWN, "no BACnet worker was running yet"
@@ -256,21 +306,22 @@ def why_missing(moment: datetime, backend: str) -> tuple[str, str]:
     return Reason.NO_MESSAGE, "no message came for this window (beat or broker down?)"
 
 
-def record_disabled_windows(now: datetime | None = None) -> int:
-    """While collection is disabled in the schedule, record each passed window as a
-    ``disabled`` gap (called by the sweeper and the database worker)."""
-    schedule = collection_schedule()
+def record_disabled_windows(now: datetime | None = None, site: Site | int | None = None) -> int:
+    """While a site's collection is disabled in its schedule, record each passed window
+    as a ``disabled`` gap (called by the sweeper and the database worker)."""
+    site = site_of(site)
+    schedule = collection_schedule(site)
     if schedule is None or schedule.enabled:
         return 0
     now = now or timezone.now()
     period = period_of(schedule)
-    last = last_known_window()
+    last = last_known_window(site)
     if last is None:
         return 0
     current = window_start(now, period)
     missing = windows_between(last[0] + timedelta(seconds=last[1]), current, period)
     if missing:
-        record_gaps(missing, period, Reason.DISABLED, f"schedule {schedule.name!r} disabled")
+        record_gaps(missing, period, Reason.DISABLED, f"schedule {schedule.name!r} disabled", site)
     return len(missing)
 
 
@@ -278,7 +329,7 @@ def skip_late_cycle(task: BACnetTask, now: datetime | None = None) -> None:
     """A scheduled cycle not started by its window's bound: failed with the reason, and
     its window recorded as a ``late`` gap."""
     now = now or timezone.now()
-    bound = late_bound_s(task.window_period_s or collection_period_s())
+    bound = late_bound_s(task.window_period_s or collection_period_s(task.site_id))
     message = (
         f"Skipped at {now:%H:%M:%S}: not started within {bound:.0f} s of its window "
         f"{task.window_start:%H:%M:%S}; values read now would not be that window's."
@@ -294,6 +345,7 @@ def skip_late_cycle(task: BACnetTask, now: datetime | None = None) -> None:
         return
     if task.window_start is not None:
         CollectionGap.objects.get_or_create(
+            site=task.site,
             window_start=task.window_start,
             defaults={
                 "period_s": task.window_period_s or 0,
@@ -319,11 +371,16 @@ class WindowAccount:
     unexplained: list[datetime]
 
 
-def account(since: datetime | None = None, until: datetime | None = None) -> WindowAccount:
-    """Walk the windows from the first known to the last: each has a cycle (completed,
-    failed or still to run) or a gap; ``unexplained`` lists those with neither."""
-    tasks = BACnetTask.objects.filter(window_start__isnull=False)
-    gaps = CollectionGap.objects.all()
+def account(
+    since: datetime | None = None,
+    until: datetime | None = None,
+    site: Site | int | None = None,
+) -> WindowAccount:
+    """Walk a site's windows from the first known to the last: each has a cycle
+    (completed, failed or still to run) or a gap; ``unexplained`` lists those with neither."""
+    site = site_of(site)
+    tasks = BACnetTask.objects.filter(site=site, window_start__isnull=False)
+    gaps = CollectionGap.objects.filter(site=site)
     if since:
         tasks, gaps = tasks.filter(window_start__gte=since), gaps.filter(window_start__gte=since)
     if until:
@@ -358,12 +415,16 @@ def account(since: datetime | None = None, until: datetime | None = None) -> Win
     return result
 
 
-def recent_summary(hours: int = 24, gaps_shown: int = 20) -> dict[str, Any]:
-    """What the jobs page shows: the window account of the last hours, recent gaps."""
+def recent_summary(
+    hours: int = 24, gaps_shown: int = 20, site: Site | int | None = None
+) -> dict[str, Any]:
+    """What the jobs page shows: a site's window account of the last hours, recent gaps."""
+    site = site_of(site)
     since = timezone.now() - timedelta(hours=hours)
     return {
         "hours": hours,
-        "period_s": collection_period_s(),
-        "account": account(since=since),
-        "gaps": list(CollectionGap.objects.filter(window_start__gte=since)[:gaps_shown]),
+        "site": site,
+        "period_s": collection_period_s(site),
+        "account": account(since=since, site=site),
+        "gaps": list(CollectionGap.objects.filter(site=site, window_start__gte=since)[:gaps_shown]),
     }

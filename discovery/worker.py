@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from discovery import windows
 from discovery.events import publish_task_change
-from discovery.models import BACnetDevice, BACnetTask, BACnetWorker
+from discovery.models import BACnetDevice, BACnetTask, BACnetWorker, Site
 from discovery.outcomes import outcome_fields
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,19 @@ class WrongWorker(RuntimeError):
     """A BACnet job reached a process that is not a BACnet worker (a routing mistake)."""
 
 
+class WrongSite(WrongWorker):
+    """A BACnet job of one site reached the worker of another (a routing mistake): the
+    worker is on another LAN, where the job's device instances are other devices."""
+
+
 @dataclass
 class WorkerIdentity:
     name: str
     backend: str
     hostname: str
     pid: int
+    site_id: int
+    site_slug: str
 
 
 _identity: WorkerIdentity | None = None
@@ -97,15 +104,20 @@ class Heartbeat(threading.Thread):
         self.stopped.set()
 
 
-def become_bacnet_worker(name: str, backend: str, interface: str = "") -> WorkerIdentity:
-    """Register this process as a BACnet worker, start its heartbeat, and put back the
-    jobs that a previous life of this worker left running (it was killed)."""
+def become_bacnet_worker(
+    name: str, backend: str, interface: str = "", site: Site | None = None
+) -> WorkerIdentity:
+    """Register this process as the BACnet worker of ``site`` (default: the default
+    site), start its heartbeat, and put back the jobs that a previous life of this
+    worker left running (it was killed)."""
     global _identity, _heartbeat
-    identity = WorkerIdentity(name, backend, socket.gethostname(), os.getpid())
+    site = site or Site.default()
+    identity = WorkerIdentity(name, backend, socket.gethostname(), os.getpid(), site.pk, site.slug)
     now = timezone.now()
     BACnetWorker.objects.update_or_create(
         name=name,
         defaults={
+            "site": site,
             "backend": backend,
             "hostname": identity.hostname,
             "pid": identity.pid,
@@ -121,19 +133,26 @@ def become_bacnet_worker(name: str, backend: str, interface: str = "") -> Worker
         _retry_or_fail(task, f"worker {name} restarted while running it")
     _heartbeat = Heartbeat(identity, settings.BACNET_WORKER_HEARTBEAT_S)
     _heartbeat.start()
-    _start_cov_keeper()
-    log.info("BACnet worker %s ready (backend %s, pid %s)", name, backend, identity.pid)
+    _start_cov_keeper(site)
+    log.info(
+        "BACnet worker %s ready (site %s, backend %s, pid %s)",
+        name,
+        site.slug,
+        backend,
+        identity.pid,
+    )
     return identity
 
 
-def _start_cov_keeper() -> None:
+def _start_cov_keeper(site: Site) -> None:
     """Change-of-value subscriptions live with the socket, in this process, on a thread
-    of their own: it runs between and during jobs, whichever backend delivers them."""
+    of their own: it runs between and during jobs, whichever backend delivers them. It
+    keeps the points of this worker's site only (the devices on its LAN)."""
     global _cov_keeper
     from discovery.bacnet_client import current_client
     from discovery.services.cov import CovKeeper
 
-    _cov_keeper = CovKeeper(current_client)
+    _cov_keeper = CovKeeper(current_client, site.pk)
     _cov_keeper.start()
 
 
@@ -176,14 +195,17 @@ def claim(task_id: int, worker_name: str) -> BACnetTask | None:
     return BACnetTask.objects.get(pk=task_id)
 
 
-def claim_next(worker_name: str, backend: str = "database") -> BACnetTask | None:
-    """Claim the oldest pending job of ``backend``: ``SELECT … FOR UPDATE SKIP LOCKED`` on
-    PostgreSQL (two workers never take the same row; SQLite's immediate transactions
-    serialise the same claim)."""
+def claim_next(
+    worker_name: str, backend: str = "database", site_id: int | None = None
+) -> BACnetTask | None:
+    """Claim the oldest pending job of ``backend`` and of the worker's site (default:
+    the default site): ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL (two workers
+    never take the same row; SQLite's immediate transactions serialise the same claim)."""
+    site_id = site_id or Site.default().pk
     with transaction.atomic():
         task = (
             BACnetTask.objects.select_for_update(skip_locked=True)
-            .filter(status=Status.PENDING, backend=backend)
+            .filter(status=Status.PENDING, backend=backend, site_id=site_id)
             .order_by("created_at", "id")
             .first()
         )
@@ -233,6 +255,7 @@ def run_job(task_id: int, worker_name: str, *, claimed: BACnetTask | None = None
         )
         publish_task_change(task_id)
         raise WrongWorker(message)
+    refuse_other_site(task_id, worker_name)
     task = claimed or claim(task_id, worker_name)
     if task is None:
         log.info("Job %s is not pending any more; nothing to do", task_id)
@@ -266,6 +289,33 @@ def run_job(task_id: int, worker_name: str, *, claimed: BACnetTask | None = None
     _with_reconnect(lambda: _finish(task.pk, Status.COMPLETED, result=result, **outcome))
     log.info("Job %s completed: %s", task.pk, result)
     return result
+
+
+def refuse_other_site(task_id: int, worker_name: str) -> None:
+    """Raise ``WrongSite`` if the job belongs to another site than this worker's. The job
+    is left pending and sent again to its own site's queue: this worker's LAN is another
+    building, where its device instances are other devices."""
+    assert _identity is not None
+    row = (
+        BACnetTask.objects.filter(pk=task_id)
+        .values_list("site_id", "site__slug", "status", "backend")
+        .first()
+    )
+    if row is None or row[0] == _identity.site_id:
+        return
+    _, slug, status, backend = row
+    message = (
+        f"Refused by {worker_name}, the worker of site {_identity.site_slug!r}: job {task_id} "
+        f"is for site {slug!r} (queue {Site(slug=slug).queue!r})."
+    )
+    log.error("%s Check CELERY_TASK_ROUTES and the worker's -Q/--site option.", message)
+    if status == Status.PENDING:
+        BACnetTask.objects.filter(pk=task_id, status=Status.PENDING).update(
+            progress=f"{message} Sent to its own queue."[:255], dispatched_at=None
+        )
+        publish_task_change(task_id)
+        _redispatch(task_id, backend)
+    raise WrongSite(message)
 
 
 def _with_reconnect(write: Callable[[], object], tries: int = 5) -> None:
@@ -340,13 +390,14 @@ def execute(task: BACnetTask, progress: Callable[[str], None]) -> dict[str, Any]
     if task.kind == BACnetTask.Kind.DISCOVER:
         return discover_and_store(
             client,
+            site_id=task.site_id,
             low=params.get("low"),
             high=params.get("high"),
             targets=params.get("targets", []),
             progress=progress,
         )
     if task.kind == BACnetTask.Kind.ENUMERATE:
-        device = BACnetDevice.objects.get(device_instance=params["device_instance"])
+        device = BACnetDevice.objects.get(site=task.site, device_instance=params["device_instance"])
         return enumerate_and_store(client, device, progress)
     cycle_at = datetime.fromisoformat(params["cycle_at"]) if params.get("cycle_at") else None
     cycle_at = cycle_at or task.created_at
@@ -354,11 +405,13 @@ def execute(task: BACnetTask, progress: Callable[[str], None]) -> dict[str, Any]
         # A requested (not scheduled) cycle run long after it was asked for is stored at
         # the time it is actually read, not as old history (scheduled ones are skipped
         # instead: see run_job).
-        bound = windows.late_bound_s(windows.collection_period_s())
+        bound = windows.late_bound_s(windows.collection_period_s(task.site_id))
         if timezone.now() - cycle_at > timedelta(seconds=bound):
             cycle_at = timezone.now().replace(microsecond=0)
     return collect_and_store(
         client,
+        site_id=task.site_id,
+        due_only=task.window_start is not None,
         cycle_at=cycle_at,
         device_instances=params.get("device_instances"),
         progress=progress,
@@ -374,15 +427,17 @@ def scheduled_collection(
     *,
     start: datetime | None = None,
     period_s: int | None = None,
+    site: Site | int | None = None,
 ) -> BACnetTask | None:
-    """The pending job of a collection window, created once per window whoever asks
-    (beat, a re-delivered message, a second database worker). ``start`` is the window
-    the message was meant for; without it, the window ``now`` falls in. None if the
-    window already ran or its bound has passed (see ``discovery.windows``)."""
+    """The pending job of a site's collection window, created once per window whoever
+    asks (beat, a re-delivered message, a second database worker). ``start`` is the
+    window the message was meant for; without it, the window ``now`` falls in. None if
+    the window already ran or its bound has passed (see ``discovery.windows``)."""
     now = now or timezone.now()
-    period = period_s or windows.collection_period_s()
+    site = windows.site_of(site)
+    period = period_s or windows.collection_period_s(site)
     start = start or windows.window_start(now, period)
-    return windows.open_window(start, period, backend, now)
+    return windows.open_window(start, period, backend, now, site)
 
 
 def _retry_or_fail(task: BACnetTask, why: str) -> str:
@@ -441,7 +496,12 @@ def sweep_jobs(now: datetime | None = None) -> dict[str, int]:
             windows.skip_late_cycle(task, now)
             publish_task_change(task.pk)
             counts["skipped"] += 1
-    counts["disabled"] = windows.record_disabled_windows(now)
+    from discovery.jobs import fail_jobs_without_worker
+
+    counts["no_worker"] = fail_jobs_without_worker(now)
+    counts["disabled"] = sum(
+        windows.record_disabled_windows(now, site) for site in Site.objects.all()
+    )
     # A safety net under the override check of its own (database worker, beat).
     from discovery.services.commanding import relinquish_due_overrides
 

@@ -50,3 +50,26 @@ def test_every_job_kind_has_a_task_routed_to_the_bacnet_queue():
 
     assert set(TASK_FOR_KIND) == set(BACnetTask.Kind.values)
     assert {routed_queue(name) for name in TASK_FOR_KIND.values()} == {"bacnet"}
+
+
+@pytest.mark.parametrize("task_name", BACNET_TASKS)
+def test_it_routes_a_sites_bacnet_work_to_the_sites_queue(task_name):
+    assert app.amqp.router.route({}, task_name, kwargs={"site": "annex"})["queue"].name == (
+        "bacnet.annex"
+    )
+    assert app.amqp.router.route({}, task_name, kwargs={"site": "default"})["queue"].name == (
+        "bacnet"
+    )
+
+
+@pytest.mark.django_db
+def test_it_installs_a_collection_schedule_for_each_new_site():
+    from discovery.models import Site
+    from discovery.windows import collection_period_s, collection_schedule
+
+    annex = Site.objects.create(name="Annex", slug="annex", collect_interval_s=300)
+    schedule = collection_schedule(annex)
+    assert schedule.name == "Collect readings (annex)"
+    assert '"site": "annex"' in schedule.kwargs
+    assert collection_period_s(annex) == 300
+    assert collection_schedule(Site.default()).name == "Collect readings"

@@ -120,7 +120,7 @@ def start_celery_worker(name: str, queues: str, env: dict[str, str]) -> Process:
     ]  # fmt: skip
     worker = spawn(name, args, env)
     worker.wait_for_log(" ready.")
-    if "bacnet" in queues.split(","):
+    if any(q == "bacnet" or q.startswith("bacnet.") for q in queues.split(",")):
         worker.wait_for_log(f"BACnet worker {name} ready")
     return worker
 

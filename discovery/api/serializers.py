@@ -35,11 +35,15 @@ def status_flag_names(mask: int | None) -> list[str]:
 
 class DeviceSerializer(serializers.ModelSerializer):
     point_count = serializers.IntegerField(read_only=True)
+    site: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = BACnetDevice
         fields = [
             "id",
+            "site",
             "device_instance",
             "name",
             "address",
@@ -170,11 +174,15 @@ class JobSerializer(serializers.ModelSerializer):
     outcome_label = serializers.SerializerMethodField()
     summary = serializers.SerializerMethodField()
     failed_devices = serializers.SerializerMethodField()
+    site: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = BACnetTask
         fields = [
             "id",
+            "site",
             "kind",
             "status",
             "outcome",
@@ -224,11 +232,15 @@ class JobSerializer(serializers.ModelSerializer):
 
 
 class CollectionGapSerializer(serializers.ModelSerializer):
-    """A collection window without a cycle, and why."""
+    """A collection window of a site without a cycle, and why."""
+
+    site: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = CollectionGap
-        fields = ["window_start", "period_s", "reason", "detail", "recorded_at"]
+        fields = ["site", "window_start", "period_s", "reason", "detail", "recorded_at"]
         read_only_fields = fields
 
 
@@ -260,12 +272,26 @@ class JobCreateSerializer(serializers.Serializer):
         ]
     )
     parameters = serializers.DictField(required=False, default=dict)
+    site = serializers.SlugField(required=False, help_text="The site's slug (default site).")
 
 
 class WorkerSerializer(serializers.ModelSerializer):
+    site: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
+
     class Meta:
         model = BACnetWorker
-        fields = ["name", "backend", "hostname", "pid", "interface", "started_at", "last_heartbeat"]
+        fields = [
+            "name",
+            "site",
+            "backend",
+            "hostname",
+            "pid",
+            "interface",
+            "started_at",
+            "last_heartbeat",
+        ]
         read_only_fields = fields
 
 

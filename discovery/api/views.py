@@ -37,6 +37,7 @@ from discovery.models import (
 from discovery.outcomes import cancel_job, request_discovery
 from discovery.services.alarms import acknowledge
 from discovery.services.cov import with_keeping
+from discovery.sites import UnknownSite, device_by_instance, scoped, site_for_request
 from discovery.windows import recent_summary
 
 RANGE_PARAMETERS = [
@@ -47,7 +48,19 @@ RANGE_PARAMETERS = [
 ]
 
 
-class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
+class SiteScoped:
+    """Only the rows of the sites the user may see; ``?site=<slug>`` narrows to one site.
+    ``site_field`` leads from the rows to their site."""
+
+    site_field = "site"
+
+    def get_queryset(self) -> Any:
+        queryset = super().get_queryset()  # type: ignore[misc]
+        request: Request = self.request  # type: ignore[attr-defined]
+        return scoped(queryset, request.user, self.site_field, request.query_params.get("site"))
+
+
+class DeviceViewSet(SiteScoped, viewsets.ReadOnlyModelViewSet):
     """Devices, each at ``/api/devices/<device instance>/`` as on the pages
     (``/devices/<instance>/``): the instance is how BACnet and engineers name a device."""
 
@@ -60,8 +73,26 @@ class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
     search_fields = ["name", "vendor_name", "model_name", "address", "description"]
     ordering_fields = ["device_instance", "name", "vendor_name", "last_seen", "is_online"]
 
+    def get_object(self) -> BACnetDevice:
+        # Instances repeat between sites: ``?site=`` says which; else the default site's.
+        try:
+            instance = int(self.kwargs["device_instance"])
+        except ValueError:
+            raise NotFound() from None
+        device = device_by_instance(
+            self.request.user,
+            instance,
+            self.request.query_params.get("site"),
+            devices=self.queryset,
+        )
+        if device is None:
+            raise NotFound()
+        self.check_object_permissions(self.request, device)
+        return device
 
-class PointViewSet(viewsets.ReadOnlyModelViewSet):
+
+class PointViewSet(SiteScoped, viewsets.ReadOnlyModelViewSet):
+    site_field = "device__site"
     queryset = with_keeping(BACnetPoint.objects.select_related("device"))
     serializer_class = serializers.PointSerializer
     pagination_class = CappedLimitOffsetPagination
@@ -90,13 +121,14 @@ class PointViewSet(viewsets.ReadOnlyModelViewSet):
         return Response({**data, **ends, "range": window.name, "point": trend_point(point)})
 
 
-class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
+class AlarmViewSet(SiteScoped, viewsets.ReadOnlyModelViewSet):
     """Alarms, active first (``cleared_at`` null), newest first. POST
     ``acknowledge/`` records who acknowledged it (409 if someone already did)."""
 
     queryset = Alarm.objects.select_related("point__device", "acknowledged_by").order_by(
         F("cleared_at").desc(nulls_first=True), "-raised_at"
     )
+    site_field = "point__device__site"
     serializer_class = serializers.AlarmSerializer
     pagination_class = CappedLimitOffsetPagination
     filter_backends: list[Any] = []
@@ -113,10 +145,11 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(serializers.AlarmSerializer(alarm).data)
 
 
-class ReadingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class ReadingViewSet(SiteScoped, mixins.ListModelMixin, viewsets.GenericViewSet):
     """Readings in time order (keyset pagination: follow ``next``). ``ordering=-timestamp``
     pages from the newest. ``export/`` streams the same selection as CSV."""
 
+    site_field = "point__device__site"
     queryset = BACnetReading.objects.all()
     serializer_class = serializers.ReadingSerializer
     pagination_class = ReadingCursorPagination
@@ -134,7 +167,8 @@ class ReadingViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return readings_csv_response(filterset.qs.select_related(None), name)
 
 
-class HourlyStatViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class HourlyStatViewSet(SiteScoped, mixins.ListModelMixin, viewsets.GenericViewSet):
+    site_field = "point__device__site"
     queryset = BACnetHourlyStat.objects.all()
     serializer_class = serializers.HourlyStatSerializer
     pagination_class = CappedLimitOffsetPagination
@@ -142,7 +176,8 @@ class HourlyStatViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     ordering_fields = ["bucket_start"]
 
 
-class DailyStatViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class DailyStatViewSet(SiteScoped, mixins.ListModelMixin, viewsets.GenericViewSet):
+    site_field = "point__device__site"
     queryset = BACnetDailyStat.objects.all()
     serializer_class = serializers.DailyStatSerializer
     pagination_class = CappedLimitOffsetPagination
@@ -150,9 +185,10 @@ class DailyStatViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     ordering_fields = ["bucket_start"]
 
 
-class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """BACnet jobs. POST {kind, parameters} requests one: discover {low, high, targets},
-    collect {device_instances}, enumerate {device_instance}."""
+class JobViewSet(SiteScoped, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """BACnet jobs. POST {kind, parameters, site} requests one: discover {low, high,
+    targets}, collect {device_instances}, enumerate {device_instance}; ``site`` (a slug)
+    defaults to the default site."""
 
     queryset = BACnetTask.objects.all()
     serializer_class = serializers.JobSerializer
@@ -172,11 +208,14 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         kind, parameters = incoming.validated_data["kind"], incoming.validated_data["parameters"]
         trigger, created = BACnetTask.Trigger.API, True
         try:
+            site = site_for_request(request.user, incoming.validated_data.get("site"))
             if kind == BACnetTask.Kind.DISCOVER:
-                task, created = request_discovery(parameters, trigger=trigger, user=request.user)
+                task, created = request_discovery(
+                    parameters, trigger=trigger, user=request.user, site=site
+                )
             else:
-                task = request_job(kind, parameters, trigger=trigger, user=request.user)
-        except JobError as exc:
+                task = request_job(kind, parameters, trigger=trigger, user=request.user, site=site)
+        except (JobError, UnknownSite) as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(task_status(task), status=code)
@@ -196,7 +235,7 @@ class JobViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(task_status(task))
 
 
-class CollectionGapViewSet(viewsets.ReadOnlyModelViewSet):
+class CollectionGapViewSet(SiteScoped, viewsets.ReadOnlyModelViewSet):
     """Collection windows that have no cycle, newest first, with the reason."""
 
     queryset = CollectionGap.objects.all()
@@ -219,7 +258,11 @@ class CollectionWindowsView(APIView):
             raise ValidationError({"detail": "hours must be an integer."}) from None
         if not 1 <= hours <= 744:
             raise ValidationError({"detail": "hours must be between 1 and 744."})
-        summary = recent_summary(hours, gaps_shown=0)
+        try:
+            site = site_for_request(request.user, request.query_params.get("site"))
+        except UnknownSite as exc:
+            raise NotFound(str(exc)) from exc
+        summary = recent_summary(hours, gaps_shown=0, site=site)
         return Response(serializers.WindowAccountSerializer(summary).data)
 
 
@@ -245,7 +288,7 @@ class TaskStatusView(APIView):
 
     @extend_schema(responses=serializers.JobSerializer)
     def get(self, request: Request, task_id: int) -> Response:
-        task = get_object_or_404(BACnetTask, pk=task_id)
+        task = get_object_or_404(scoped(BACnetTask.objects.all(), request.user, "site"), pk=task_id)
         return Response(task_status(task))
 
 

@@ -41,7 +41,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("discovery", "0008_device_field_state"),
+        ("discovery", "0009_sites"),
     ]
 
     operations = [migrations.RunPython(partition_readings, unpartition_readings)]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import F
 from django.utils import timezone
 
 from discovery.bacnet_types import DeviceTarget, PointRef
-from discovery.models import BACnetDevice, BACnetPoint
+from discovery.models import BACnetDevice, BACnetPoint, default_site_id
 from discovery.services.cov import polled_filter, with_keeping
 from discovery.services.storage import store_readings
 
@@ -24,12 +24,32 @@ def _no_progress(message: str) -> None:
     pass
 
 
+def is_due(
+    last_read_at: datetime | None, interval_s: int | None, cycle_at: datetime, grace_s: float
+) -> bool:
+    """A point with its own poll interval is read when the interval has passed since its
+    last read, give or take ``grace_s`` (half a cycle: its last read was stored a moment
+    after its cycle's start). Without an interval, every cycle."""
+    if not interval_s or last_read_at is None:
+        return True
+    return last_read_at + timedelta(seconds=interval_s) <= cycle_at + timedelta(seconds=grace_s)
+
+
 def collection_plan(
     device_instances: Sequence[int] | None = None,
+    *,
+    site_id: int | None = None,
+    cycle_at: datetime | None = None,
+    grace_s: float = 0.0,
 ) -> tuple[list[DeviceTarget], dict[PointKey, int], dict[int, list[str]]]:
-    """What to read: one target per device with its enabled points, the point ids, and
-    the state texts of the points that have them."""
-    points = BACnetPoint.objects.filter(polling_enabled=True, missing_since__isnull=True)
+    """What to read at a site: one target per device with its enabled points that are due
+    at ``cycle_at`` (their own or their device's poll interval; all of them without
+    ``cycle_at``), the point ids, and the state texts of the points that have them."""
+    points = BACnetPoint.objects.filter(
+        device__site_id=site_id or default_site_id(),
+        polling_enabled=True,
+        missing_since__isnull=True,
+    )
     # Points kept by change of value are not polled while subscribed (services.cov).
     points = with_keeping(points).filter(polled_filter(timezone.now()))
     if device_instances:
@@ -49,6 +69,9 @@ def collection_plan(
         "device__supports_rpm",
         "device__conflict_addresses",
         "state_texts",
+        "last_read_at",
+        "poll_interval_s",
+        "device__poll_interval_s",
     )
     by_device: dict[int, DeviceTarget] = {}
     refs: dict[int, list[PointRef]] = defaultdict(list)
@@ -65,7 +88,14 @@ def collection_plan(
         rpm,
         conflict,
         words,
+        last_read_at,
+        interval,
+        device_interval,
     ) in rows:
+        if cycle_at is not None and not is_due(
+            last_read_at, interval or device_interval, cycle_at, grace_s
+        ):
+            continue
         if device not in by_device:
             by_device[device] = DeviceTarget(
                 instance=device,
@@ -89,18 +119,33 @@ def collect_and_store(
     cycle_at: datetime,
     device_instances: Sequence[int] | None = None,
     progress: Progress = _no_progress,
+    site_id: int | None = None,
+    due_only: bool = False,
 ) -> dict[str, Any]:
-    """One collection cycle. ``cycle_at`` is the readings' timestamp, fixed when the cycle
-    was requested, so that a retried cycle stores nothing twice."""
+    """One collection cycle of a site (default: the default site). ``cycle_at`` is the
+    readings' timestamp, fixed when the cycle was requested, so that a retried cycle
+    stores nothing twice. With ``due_only`` (scheduled cycles), points with a poll interval
+    are read only when due; a requested collection reads them all."""
+    from discovery.windows import collection_period_s
+
     started = time.monotonic()
-    targets, keys, texts = collection_plan(device_instances)
+    site_id = site_id or default_site_id()
+    grace_s = collection_period_s(site_id) / 2
+    targets, keys, texts = collection_plan(
+        device_instances,
+        site_id=site_id,
+        cycle_at=cycle_at if due_only else None,
+        grace_s=grace_s,
+    )
     progress(f"Reading {len(keys)} points on {len(targets)} devices")
     results = client.read_points(targets)
     read_s = time.monotonic() - started
-    stored = store_readings(results, keys, cycle_at, texts)
+    stored = store_readings(results, keys, cycle_at, texts, site_id)
     no_rpm = [r.instance for r in results if not r.supports_rpm]
     if no_rpm:
-        BACnetDevice.objects.filter(device_instance__in=no_rpm).update(supports_rpm=False)
+        BACnetDevice.objects.filter(site_id=site_id, device_instance__in=no_rpm).update(
+            supports_rpm=False
+        )
     return {
         "devices": len(targets),
         "points": len(keys),
@@ -114,18 +159,18 @@ def collect_and_store(
             str(r.instance): r.moved_to.address for r in results if r.moved_to is not None
         },
         # Devices whose instance other addresses claim: read at their binding only.
-        "conflicts": conflicts_of(t.instance for t in targets),
+        "conflicts": conflicts_of((t.instance for t in targets), site_id),
         "cycle_at": cycle_at.isoformat(),
         "read_s": round(read_s, 3),
         "duration_s": round(time.monotonic() - started, 3),
     }
 
 
-def conflicts_of(instances: Iterable[int]) -> dict[str, list[str]]:
+def conflicts_of(instances: Iterable[int], site_id: int) -> dict[str, list[str]]:
     """Instance -> every address claiming it (the binding first), for job summaries."""
-    rows = BACnetDevice.objects.filter(device_instance__in=list(instances)).exclude(
-        conflict_addresses=[]
-    )
+    rows = BACnetDevice.objects.filter(
+        site_id=site_id, device_instance__in=list(instances)
+    ).exclude(conflict_addresses=[])
     return {
         str(instance): [address, *others]
         for instance, address, others in rows.values_list(
@@ -149,7 +194,9 @@ def read_point_and_store(client: Any, point: BACnetPoint) -> dict[str, Any]:
     results = client.read_points([target])
     now = timezone.now().replace(microsecond=0)
     key = (device.device_instance, point.object_type, point.object_instance)
-    stored = store_readings(results, {key: point.pk}, now, {point.pk: point.state_texts})
+    stored = store_readings(
+        results, {key: point.pk}, now, {point.pk: point.state_texts}, device.site_id
+    )
     point.refresh_from_db()
     return {
         "point": point.pk,

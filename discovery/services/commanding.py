@@ -226,8 +226,13 @@ def request_write(
             expires_at=expires_at,
             override_state=Override.ACTIVE if expires_at else Override.NONE,
         )
+        # The point's site: its worker is the one on the point's LAN.
         command.task = request_job(
-            BACnetTask.Kind.WRITE, {"command_id": command.pk}, trigger=trigger, user=user
+            BACnetTask.Kind.WRITE,
+            {"command_id": command.pk},
+            trigger=trigger,
+            user=user,
+            site=point.device.site,
         )
         command.save(update_fields=["task"])
     return command
@@ -269,8 +274,13 @@ def request_relinquish(
             priority=level,
             reason=why,
         )
+        # The point's site: its worker is the one on the point's LAN.
         command.task = request_job(
-            BACnetTask.Kind.WRITE, {"command_id": command.pk}, trigger=trigger, user=user
+            BACnetTask.Kind.WRITE,
+            {"command_id": command.pk},
+            trigger=trigger,
+            user=user,
+            site=point.device.site,
         )
         command.save(update_fields=["task"])
         if ends is not None:
@@ -330,7 +340,9 @@ def request_priority_read(point: BACnetPoint, *, user: Any) -> BACnetTask:
     """A job that reads the point's priority array fresh from the device."""
     if not is_commandable(point):
         raise CommandRefused(f"{point.object_type} points have no priority array.")
-    return request_job(BACnetTask.Kind.READ_PRIORITY, {"point_id": point.pk}, user=user)
+    return request_job(
+        BACnetTask.Kind.READ_PRIORITY, {"point_id": point.pk}, user=user, site=point.device.site
+    )
 
 
 def active_overrides() -> Any:

@@ -46,7 +46,7 @@ from discovery.bacnet_types import (
     DeviceReadResult,
     PointValue,
 )
-from discovery.models import BACnetPoint, CovState, Keeping, KeepingRule
+from discovery.models import BACnetPoint, CovState, Keeping, KeepingRule, default_site_id
 from discovery.services.alarms import sync_alarms
 from discovery.services.storage import store_readings
 
@@ -82,14 +82,20 @@ def polled_filter(now: datetime) -> Q:
     )
 
 
-def subscriptions_due(now: datetime, since: datetime) -> list[tuple[int, CovTarget]]:
-    """(point id, target) of the COV points whose subscription is due (see module)."""
+def subscriptions_due(
+    now: datetime, since: datetime, site_id: int | None = None
+) -> list[tuple[int, CovTarget]]:
+    """(point id, target) of the COV points of a site (default: the default site) whose
+    subscription is due (see module)."""
     lifetime = settings.BACNET_COV_LIFETIME_S
     half = now - timedelta(seconds=max(1, lifetime // 2))
     retry = now - timedelta(seconds=settings.BACNET_COV_RETRY_S)
     points = with_keeping(
         BACnetPoint.objects.filter(
-            polling_enabled=True, missing_since__isnull=True, device__is_online=True
+            device__site_id=site_id or default_site_id(),
+            polling_enabled=True,
+            missing_since__isnull=True,
+            device__is_online=True,
         )
     ).filter(Q(kept_as__in=_COV_KEPT))
     due = (
@@ -128,21 +134,22 @@ def record_outcomes(
         )
 
 
-def forget_uncovered() -> int:
+def forget_uncovered(site_id: int | None = None) -> int:
     """Points moved back to polling lose their subscription state (the device lets the
     subscription lapse at the end of its lifetime)."""
+    points = BACnetPoint.objects.filter(device__site_id=site_id or default_site_id())
     return (
-        with_keeping(BACnetPoint.objects.exclude(cov_state=""))
+        with_keeping(points.exclude(cov_state=""))
         .exclude(Q(kept_as__in=_COV_KEPT))
         .update(cov_state="", cov_note="", cov_renewed_at=None)
     )
 
 
-def renew_subscriptions(client: Any, since: datetime) -> int:
-    """Subscribe (or renew) the due points; returns how many were asked for."""
-    forget_uncovered()
+def renew_subscriptions(client: Any, since: datetime, site_id: int | None = None) -> int:
+    """Subscribe (or renew) a site's due points; returns how many were asked for."""
+    forget_uncovered(site_id)
     now = timezone.now()
-    due = subscriptions_due(now, since)
+    due = subscriptions_due(now, since, site_id)
     if not due:
         return 0
     ids = {target: pk for pk, target in due}
@@ -154,18 +161,19 @@ def renew_subscriptions(client: Any, since: datetime) -> int:
     return len(due)
 
 
-def store_notifications(notes: Iterable[CovNotification]) -> int:
-    """Store notifications as readings at their arrival (to 0.1 s; the latest of a
-    point within one step), in one transaction. Returns the readings stored."""
+def store_notifications(notes: Iterable[CovNotification], site_id: int | None = None) -> int:
+    """Store a site's notifications as readings at their arrival (to 0.1 s; the latest
+    of a point within one step), in one transaction. Returns the readings stored.
+    Device instances repeat between sites: the worker's own site says whose they are."""
     buckets: dict[int, dict[tuple[int, str, int], CovNotification]] = defaultdict(dict)
     for note in notes:
         buckets[int(note.at / _BUCKET_S)][(note.device, note.object_type, note.instance)] = note
     if not buckets:
         return 0
     devices = {key[0] for bucket in buckets.values() for key in bucket}
-    rows = BACnetPoint.objects.filter(device__device_instance__in=devices).values_list(
-        "id", "device__device_instance", "object_type", "object_instance", "state_texts"
-    )
+    rows = BACnetPoint.objects.filter(
+        device__site_id=site_id or default_site_id(), device__device_instance__in=devices
+    ).values_list("id", "device__device_instance", "object_type", "object_instance", "state_texts")
     keys = {(device, otype, inst): pk for pk, device, otype, inst, _ in rows}
     texts = {pk: words for pk, _, _, _, words in rows if words}
     stored = 0
@@ -187,9 +195,10 @@ class CovKeeper(threading.Thread):
     keeps subscriptions up (subscribing thousands of points takes a while: the
     notifications must not wait for it)."""
 
-    def __init__(self, client_of: Callable[[], Any]) -> None:
+    def __init__(self, client_of: Callable[[], Any], site_id: int | None = None) -> None:
         super().__init__(name="bacnet-cov", daemon=True)
         self.client_of = client_of
+        self.site_id = site_id  # the worker's site: its LAN, its points
         self.stopped = threading.Event()
         self.since = timezone.now()
         self.pending: list[CovNotification] = []
@@ -213,7 +222,7 @@ class CovKeeper(threading.Thread):
             if client is not None:
                 # Polled points' in-alarm flags are looked at on every round too.
                 self._step(lambda c: sync_alarms(), client)
-                self._step(lambda c: renew_subscriptions(c, self.since), client)
+                self._step(lambda c: renew_subscriptions(c, self.since, self.site_id), client)
             self.stopped.wait(every)
         connection.close()
 
@@ -240,7 +249,7 @@ class CovKeeper(threading.Thread):
             log.warning("COV: %s notifications dropped (buffers full)", self.lost)
         if not self.pending:
             return 0
-        stored = store_notifications(self.pending)
+        stored = store_notifications(self.pending, self.site_id)
         self.pending = []
         return stored
 

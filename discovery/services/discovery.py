@@ -10,7 +10,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from discovery.bacnet_types import DeviceEnumeration, DiscoveredDevice, DiscoveryResult
-from discovery.models import BACnetDevice, BACnetPoint
+from discovery.models import BACnetDevice, BACnetPoint, Site, default_site_id
+from discovery.point_rules import apply_rules
 from discovery.product_identity import is_product_device
 from discovery.services.storage import (
     mark_unseen_offline,
@@ -33,7 +34,10 @@ def _no_progress(message: str) -> None:
 class _Store:
     """Stores each device as its enumeration arrives, and counts."""
 
-    def __init__(self, total: int, progress: Progress) -> None:
+    def __init__(self, total: int, progress: Progress, site_id: int) -> None:
+        self.site_id = site_id
+        # The site's include/exclude rules: the objects they leave out are not stored.
+        self.rules = Site.objects.filter(pk=site_id).values_list("point_rules", flat=True).first()
         self.total = total
         self.progress = progress
         self.seen_at = timezone.now()
@@ -50,7 +54,7 @@ class _Store:
         if is_product_device(instance, name or ""):
             self.total -= 1  # another installation of the product, by its object name
             return
-        device, created = upsert_device(enumeration, self.seen_at)
+        device, created = upsert_device(enumeration, self.seen_at, self.site_id)
         self.devices_new += created
         self.failed.pop(instance, None)
         if enumeration.error:
@@ -61,7 +65,7 @@ class _Store:
             # pass (or attempt) reads the objects not stored yet first.
             created_points, _ = upsert_points(
                 device,
-                enumeration.points,
+                apply_rules(enumeration.points, self.rules or {}),
                 complete=not (enumeration.error or enumeration.only_new),
             )
             self.points_new += created_points
@@ -76,7 +80,10 @@ class _Store:
         for index in range(max(1, passes)):
             self.resumable.clear()
             client.enumerate_devices(
-                devices, on_device=self, known=known_objects(devices), only_new=index > 0
+                devices,
+                on_device=self,
+                known=known_objects(devices, self.site_id),
+                only_new=index > 0,
             )
             devices = list(self.resumable.values())
             if not devices:
@@ -85,7 +92,9 @@ class _Store:
 
     def points_total(self, instances: Sequence[int]) -> int:
         return BACnetPoint.objects.filter(
-            device__device_instance__in=list(instances), missing_since__isnull=True
+            device__site_id=self.site_id,
+            device__device_instance__in=list(instances),
+            missing_since__isnull=True,
         ).count()
 
 
@@ -97,12 +106,15 @@ def discover_and_store(
     targets: Sequence[str] = (),
     progress: Progress = _no_progress,
     passes: int = ENUMERATION_PASSES,
+    site_id: int | None = None,
 ) -> dict[str, Any]:
-    """Who-Is (global, ranged or directed), then enumerate every device that answered
-    (devices cut short by their deadline go on, up to ``passes`` in all).
+    """Who-Is (global, ranged or directed) on the site's network, then enumerate every
+    device that answered (devices cut short by their deadline go on, up to ``passes`` in
+    all) and store them as the site's (default: the default site).
 
     Returns the summary kept in the job's result."""
     started = time.monotonic()
+    site_id = site_id or default_site_id()
     progress("Sending Who-Is")
     found = client.discover(low=low, high=high, targets=list(targets))
     # The product's own processes answer Who-Is too: they are not building devices.
@@ -110,15 +122,15 @@ def discover_and_store(
     found.duplicates = {i: a for i, a in found.duplicates.items() if not is_product_device(i)}
     found.answers = {i: a for i, a in found.answers.items() if not is_product_device(i)}
     progress(f"{len(found.devices)} devices answered; reading their properties and objects")
-    bound, conflicts = bindings(found)
-    store = _Store(len(bound), progress)
+    bound, conflicts = bindings(found, site_id)
+    store = _Store(len(bound), progress, site_id)
     store.enumerate(client, bound, passes)
     for instance, addresses in conflicts.items():
-        record_conflict(instance, addresses)
+        record_conflict(instance, addresses, site_id)
     went_offline = 0
     if low is None and high is None and not targets:
         # Only a global Who-Is can tell that a device has gone away.
-        went_offline = mark_unseen_offline(timezone.now(), settings.BACNET_OFFLINE_AFTER_S)
+        went_offline = mark_unseen_offline(timezone.now(), settings.BACNET_OFFLINE_AFTER_S, site_id)
     answered = [d.instance for d in found.devices]
     return {
         "devices_found": len(found.devices),
@@ -130,20 +142,22 @@ def discover_and_store(
         # Every conflict seen by this run, the binding kept first.
         "conflicts": {
             str(k): [bound_address, *others]
-            for k, (bound_address, others) in _conflict_rows(conflicts).items()
+            for k, (bound_address, others) in _conflict_rows(conflicts, site_id).items()
         },
         "devices_offline": went_offline,
         "answered": answered,
-        "not_answered": _known_silent(answered, low, high, targets),
+        "not_answered": _known_silent(answered, low, high, targets, site_id),
         "discovery_s": round(found.elapsed_s, 3),
         "duration_s": round(time.monotonic() - started, 3),
     }
 
 
-def known_objects(devices: Sequence[DiscoveredDevice]) -> dict[int, frozenset[tuple[str, int]]]:
-    """The objects already stored per device instance."""
+def known_objects(
+    devices: Sequence[DiscoveredDevice], site_id: int
+) -> dict[int, frozenset[tuple[str, int]]]:
+    """The objects already stored per device instance of the site."""
     rows = BACnetPoint.objects.filter(
-        device__device_instance__in=[d.instance for d in devices]
+        device__site_id=site_id, device__device_instance__in=[d.instance for d in devices]
     ).values_list("device__device_instance", "object_type", "object_instance")
     known: dict[int, set[tuple[str, int]]] = {}
     for instance, object_type, object_instance in rows:
@@ -151,7 +165,9 @@ def known_objects(devices: Sequence[DiscoveredDevice]) -> dict[int, frozenset[tu
     return {instance: frozenset(objects) for instance, objects in known.items()}
 
 
-def bindings(found: DiscoveryResult) -> tuple[list[DiscoveredDevice], dict[int, list[str]]]:
+def bindings(
+    found: DiscoveryResult, site_id: int
+) -> tuple[list[DiscoveredDevice], dict[int, list[str]]]:
     """Which answer of each instance to enumerate, and the conflicts to record.
 
     A known device keeps its binding: when several addresses answer for its instance,
@@ -161,7 +177,7 @@ def bindings(found: DiscoveryResult) -> tuple[list[DiscoveredDevice], dict[int, 
     known = {
         instance: (address, set(conflicting))
         for instance, address, conflicting in BACnetDevice.objects.filter(
-            device_instance__in=instances
+            site_id=site_id, device_instance__in=instances
         ).values_list("device_instance", "address", "conflict_addresses")
     }
     bound: list[DiscoveredDevice] = []
@@ -185,21 +201,27 @@ def bindings(found: DiscoveryResult) -> tuple[list[DiscoveredDevice], dict[int, 
     return bound, conflicts
 
 
-def _conflict_rows(conflicts: dict[int, list[str]]) -> dict[int, tuple[str, list[str]]]:
-    rows = BACnetDevice.objects.filter(device_instance__in=list(conflicts)).values_list(
-        "device_instance", "address", "conflict_addresses"
-    )
+def _conflict_rows(
+    conflicts: dict[int, list[str]], site_id: int
+) -> dict[int, tuple[str, list[str]]]:
+    rows = BACnetDevice.objects.filter(
+        site_id=site_id, device_instance__in=list(conflicts)
+    ).values_list("device_instance", "address", "conflict_addresses")
     return {instance: (address, others) for instance, address, others in rows}
 
 
 def _known_silent(
-    answered: Sequence[int], low: int | None, high: int | None, targets: Sequence[str]
+    answered: Sequence[int],
+    low: int | None,
+    high: int | None,
+    targets: Sequence[str],
+    site_id: int,
 ) -> list[int]:
     """Known devices this Who-Is asked for that did not answer (none for a directed one:
     it asked addresses, not instances)."""
     if targets:
         return []
-    known = BACnetDevice.objects.exclude(device_instance__in=list(answered))
+    known = BACnetDevice.objects.filter(site_id=site_id).exclude(device_instance__in=list(answered))
     if low is not None and high is not None:
         known = known.filter(device_instance__gte=low, device_instance__lte=high)
     return list(known.order_by("device_instance").values_list("device_instance", flat=True))
@@ -222,7 +244,7 @@ def enumerate_and_store(
         max_apdu=device.max_apdu_length,
         segmentation=device.segmentation or None,
     )
-    store = _Store(1, progress)
+    store = _Store(1, progress, device.site_id or default_site_id())
     store.enumerate(client, [found], passes)
     if store.failed:
         raise EnumerationFailed(store.failed[device.device_instance])

@@ -23,6 +23,7 @@ from discovery.models import (
     BACnetPoint,
     BACnetReading,
     Segmentation,
+    default_site_id,
     moved_history,
 )
 from discovery.services.cycle_writes import write_cycle_portable, write_cycle_postgresql
@@ -93,14 +94,18 @@ def device_fields(enumeration: DeviceEnumeration) -> dict[str, object]:
     return fields
 
 
-def upsert_device(enumeration: DeviceEnumeration, seen_at: datetime) -> tuple[BACnetDevice, bool]:
-    """Create or update the device of one I-Am (plus properties); it answers again, and
-    is in fault when its enumeration failed. A new address is kept in its history."""
+def upsert_device(
+    enumeration: DeviceEnumeration, seen_at: datetime, site_id: int | None = None
+) -> tuple[BACnetDevice, bool]:
+    """Create or update the site's device of one I-Am (plus properties); it answers
+    again, and is in fault when its enumeration failed. A new address is kept in its
+    history."""
+    site_id = site_id or default_site_id()
     fields = device_fields(enumeration)
     fields.update(last_seen=seen_at, is_online=True, in_fault=bool(enumeration.error))
     fields["last_error"] = clean_text(enumeration.error)
     known = (
-        BACnetDevice.objects.filter(device_instance=enumeration.device.instance)
+        BACnetDevice.objects.filter(site_id=site_id, device_instance=enumeration.device.instance)
         .values("address", "address_history")
         .first()
     )
@@ -109,6 +114,7 @@ def upsert_device(enumeration: DeviceEnumeration, seen_at: datetime) -> tuple[BA
             known["address_history"], known["address"], "discovery"
         )
     device, created = BACnetDevice.objects.update_or_create(
+        site_id=site_id,
         device_instance=enumeration.device.instance,
         defaults=fields,
         create_defaults={**fields, "first_seen": seen_at},
@@ -158,20 +164,23 @@ def upsert_points(
     return len(listed - existing), len(rows)
 
 
-def mark_unseen_offline(now: datetime, after_s: int) -> int:
-    """Devices that have not answered for ``after_s`` seconds are offline."""
+def mark_unseen_offline(now: datetime, after_s: int, site_id: int | None = None) -> int:
+    """The site's devices that have not answered for ``after_s`` seconds are offline."""
     cutoff = now - timedelta(seconds=after_s)
-    return BACnetDevice.objects.filter(is_online=True, last_seen__lt=cutoff).update(
+    devices = BACnetDevice.objects.filter(site_id=site_id or default_site_id())
+    return devices.filter(is_online=True, last_seen__lt=cutoff).update(
         is_online=False,
         in_fault=False,
         last_error="Not seen by discovery or collection since the cutoff.",
     )
 
 
-def record_conflict(instance: int, addresses: Sequence[str]) -> None:
+def record_conflict(instance: int, addresses: Sequence[str], site_id: int | None = None) -> None:
     """Other addresses claim a device's instance: the device keeps its binding (its
     ``address``); the others are listed on it, added to those already known."""
-    device = BACnetDevice.objects.filter(device_instance=instance).first()
+    device = BACnetDevice.objects.filter(
+        site_id=site_id or default_site_id(), device_instance=instance
+    ).first()
     if device is None:
         return
     others = [
@@ -186,16 +195,20 @@ def record_conflict(instance: int, addresses: Sequence[str]) -> None:
     device.save(update_fields=["conflict_addresses", "conflict_since"])
 
 
-def record_duplicates(duplicates: dict[int, list[str]]) -> None:
+def record_duplicates(duplicates: dict[int, list[str]], site_id: int | None = None) -> None:
     """Several addresses claim one instance: keep the binding, list the others, merge nothing."""
     for instance, addresses in duplicates.items():
-        record_conflict(instance, addresses)
+        record_conflict(instance, addresses, site_id)
 
 
-def record_move(instance: int, found: DiscoveredDevice, how: str) -> None:
+def record_move(
+    instance: int, found: DiscoveredDevice, how: str, site_id: int | None = None
+) -> None:
     """The device answers at a new address now: bind it there, keep the old one in its
     history."""
-    device = BACnetDevice.objects.filter(device_instance=instance).first()
+    device = BACnetDevice.objects.filter(
+        site_id=site_id or default_site_id(), device_instance=instance
+    ).first()
     if device is None or device.address == found.address:
         return
     device.address_history = moved_history(device.address_history, device.address, how)
@@ -236,13 +249,17 @@ def store_readings(
     points_by_key: dict[tuple[int, str, int], int],
     timestamp: datetime,
     state_texts: dict[int, list[str]] | None = None,
+    site_id: int | None = None,
 ) -> StoredReadings:
-    """Store one cycle's values in bulk and update each point's latest value.
+    """Store one cycle's values (of one site's devices) in bulk and update each point's
+    latest value.
 
     ``points_by_key`` maps (device instance, object type, instance) to point ids.
     Readings are inserted with ``ON CONFLICT DO NOTHING`` on (point, timestamp): storing
     the same cycle again (at-least-once delivery) adds nothing."""
     summary = StoredReadings()
+    site_id = site_id or default_site_id()
+    devices = BACnetDevice.objects.filter(site_id=site_id)
     values: list[tuple[int, float | None, str, int | None]] = []
     errors: list[tuple[int, str]] = []
     online: list[int] = []
@@ -251,9 +268,9 @@ def store_readings(
     results = list(results)
     for result in results:
         if result.moved_to is not None:
-            record_move(result.instance, result.moved_to, "collection")
+            record_move(result.instance, result.moved_to, "collection", site_id)
         if result.conflict:
-            record_conflict(result.instance, result.conflict)
+            record_conflict(result.instance, result.conflict, site_id)
         if result.error:
             # Failed as a whole (silent, stopped in the middle, ...): counted as failed
             # even when some values came back; those are stored all the same.
@@ -288,14 +305,14 @@ def store_readings(
             write_cycle_portable(values, errors, timestamp, now, unchanged)
         summary.readings = len(values) - len(unchanged or ())
         if online:
-            BACnetDevice.objects.filter(device_instance__in=online).update(
+            devices.filter(device_instance__in=online).update(
                 last_seen=now, is_online=True, in_fault=False, last_error=""
             )
         for instance, (reason, reachable) in failed.items():
             # Answers Who-Is (or answered part of the cycle) but its reads fail: in
             # fault, seen. Answers nothing at all: offline.
             extra = {"last_seen": now} if reachable else {}
-            BACnetDevice.objects.filter(device_instance=instance).update(
+            devices.filter(device_instance=instance).update(
                 is_online=reachable, in_fault=reachable, last_error=reason, **extra
             )
     return summary

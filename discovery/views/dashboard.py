@@ -5,6 +5,7 @@ the page swaps in (htmx) when the job event stream says something changed."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
@@ -17,6 +18,8 @@ from discovery.api.filters import DeviceFilter
 from discovery.jobs import JobError, backend_status
 from discovery.models import BACnetDevice, BACnetTask
 from discovery.outcomes import request_discovery
+from discovery.site_status import site_statuses
+from discovery.sites import UnknownSite, scoped, site_for_request
 from discovery.views.display import (
     device_counts,
     job_rows,
@@ -31,8 +34,15 @@ RECENT_JOBS = 10
 RECENT_CYCLES = 5
 
 
+def _site(request: HttpRequest) -> str | None:
+    """The site asked for (``?site=<slug>``); none: every site the user may see."""
+    return request.GET.get("site") or request.POST.get("site") or None
+
+
 def _device_table_context(request: HttpRequest) -> dict:
-    devices = BACnetDevice.objects.annotate(point_count=Count("points")).order_by("device_instance")
+    devices = BACnetDevice.objects.select_related("site").annotate(point_count=Count("points"))
+    devices = scoped(devices, request.user, "site", _site(request))
+    devices = devices.order_by("device_instance", "site_id")
     device_filter = DeviceFilter(request.GET, queryset=devices)
     # An invalid filter (e.g. online=maybe) shows everything rather than an error page.
     shown = device_filter.qs if device_filter.is_valid() else devices
@@ -45,10 +55,11 @@ def _device_table_context(request: HttpRequest) -> dict:
     }
 
 
-def _recent_jobs() -> dict:
+def _recent_jobs(request: HttpRequest) -> dict:
     """Jobs people started apart from the scheduled cycles: one collection a minute
     would otherwise push a discovery out of sight within minutes."""
-    jobs = BACnetTask.objects.order_by("-created_at", "-id")
+    jobs = scoped(BACnetTask.objects.all(), request.user, "site", _site(request))
+    jobs = jobs.order_by("-created_at", "-id")
     by_people = [BACnetTask.Trigger.MANUAL, BACnetTask.Trigger.API]
     return {
         "jobs": job_rows(jobs.filter(trigger__in=by_people)[:RECENT_JOBS]),
@@ -60,7 +71,12 @@ def _recent_jobs() -> dict:
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     context = _device_table_context(request)
-    context.update(_recent_jobs(), discover_form=DiscoverForm(), backend=backend_status())
+    context.update(
+        _recent_jobs(request),
+        discover_form=DiscoverForm(),
+        backend=backend_status(),
+        sites=site_statuses(request.user, settings.BACNET_BACKEND),
+    )
     return render(request, "discovery/dashboard.html", context)
 
 
@@ -77,7 +93,7 @@ def device_table(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def recent_jobs(request: HttpRequest) -> HttpResponse:
-    return render(request, "discovery/_recent_jobs.html", _recent_jobs())
+    return render(request, "discovery/_recent_jobs.html", _recent_jobs(request))
 
 
 @login_required
@@ -87,11 +103,15 @@ def start_discovery(request: HttpRequest) -> HttpResponse:
     task, created, error = None, False, ""
     if form.is_valid():
         try:
+            site = site_for_request(request.user, _site(request))
             # A second click while the first discovery is pending or running gets it.
             task, created = request_discovery(
-                form.job_parameters(), trigger=BACnetTask.Trigger.MANUAL, user=request.user
+                form.job_parameters(),
+                trigger=BACnetTask.Trigger.MANUAL,
+                user=request.user,
+                site=site,
             )
-        except JobError as exc:
+        except (JobError, UnknownSite) as exc:
             error = str(exc)
     else:
         error = form.error_text()

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -26,6 +26,7 @@ from discovery.models import (
     Keeping,
 )
 from discovery.services.cov import kept_as
+from discovery.sites import device_by_instance, scoped
 from discovery.units import unit_symbol
 from discovery.views.commanding import command_panel_context
 from discovery.views.display import (
@@ -43,6 +44,16 @@ HOURLY_ROWS = 48
 DAILY_ROWS = 62
 
 
+def _device(request: HttpRequest, instance: int) -> BACnetDevice:
+    """The device of ``instance`` at a site the user may see (``?site=`` says which;
+    instances repeat between sites), or 404."""
+    slug = request.GET.get("site") or request.POST.get("site")
+    device = device_by_instance(request.user, instance, slug)
+    if device is None:
+        raise Http404(f"No device {instance}.")
+    return device
+
+
 def _device_points(device: BACnetDevice) -> list:
     return point_rows(device.points.order_by("object_type", "object_instance"))
 
@@ -50,7 +61,7 @@ def _device_points(device: BACnetDevice) -> list:
 @login_required
 @require_GET
 def device_detail(request: HttpRequest, instance: int) -> HttpResponse:
-    device = get_object_or_404(BACnetDevice, device_instance=instance)
+    device = _device(request, instance)
     return render(
         request,
         "discovery/device_detail.html",
@@ -66,9 +77,12 @@ def device_detail(request: HttpRequest, instance: int) -> HttpResponse:
 @require_GET
 def point_list(request: HttpRequest) -> HttpResponse:
     """Points across devices, searchable by name, type, vendor and device state."""
-    points = BACnetPoint.objects.select_related("device").order_by(
-        "device__device_instance", "object_type", "object_instance"
-    )
+    points = scoped(
+        BACnetPoint.objects.select_related("device"),
+        request.user,
+        "device__site",
+        request.GET.get("site"),
+    ).order_by("device__device_instance", "object_type", "object_instance")
     point_filter = PointFilter(request.GET, queryset=points)
     types = BACnetPoint.objects.order_by("object_type").values_list("object_type", flat=True)
     point_filter.form.fields["object_type"].widget = forms.Select(
@@ -92,7 +106,7 @@ def point_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def device_points(request: HttpRequest, instance: int) -> HttpResponse:
-    device = get_object_or_404(BACnetDevice, device_instance=instance)
+    device = _device(request, instance)
     return render(
         request, "discovery/_point_table.html", {"device": device, "points": _device_points(device)}
     )
@@ -101,12 +115,13 @@ def device_points(request: HttpRequest, instance: int) -> HttpResponse:
 @login_required
 @require_POST
 def enumerate_points(request: HttpRequest, instance: int) -> HttpResponse:
-    device = get_object_or_404(BACnetDevice, device_instance=instance)
+    device = _device(request, instance)
     try:
         task = request_job(
             BACnetTask.Kind.ENUMERATE,
             {"device_instance": device.device_instance},
             user=request.user,
+            site=device.site,
         )
     except JobError as exc:
         messages.error(request, f"Re-enumeration not started: {exc}")
@@ -137,7 +152,8 @@ def keeping_context(point: BACnetPoint) -> dict[str, object]:
 @login_required
 @require_GET
 def point_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    point = get_object_or_404(BACnetPoint.objects.select_related("device"), pk=pk)
+    points = scoped(BACnetPoint.objects.select_related("device"), request.user, "device__site")
+    point = get_object_or_404(points, pk=pk)
     error = ""
     try:
         window = resolve_range(request.GET)

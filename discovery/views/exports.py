@@ -10,12 +10,17 @@ from django.views.decorators.http import require_GET
 from discovery.api.filters import ReadingFilter
 from discovery.csv_export import export_filename, readings_csv_response
 from discovery.models import BACnetReading
+from discovery.sites import scoped
 
 
 @login_required
 @require_GET
 def export_readings(request: HttpRequest) -> HttpResponseBase:
-    selection = ReadingFilter(request.GET, queryset=BACnetReading.objects.all())
+    # Only the readings of the sites the user may see (``?site=`` narrows to one).
+    readings = scoped(
+        BACnetReading.objects.all(), request.user, "point__device__site", request.GET.get("site")
+    )
+    selection = ReadingFilter(request.GET, queryset=readings)
     if not selection.is_valid():
         return JsonResponse({"errors": selection.errors.get_json_data()}, status=400)
     return readings_csv_response(selection.qs, export_filename(selection.form.cleaned_data))

@@ -20,6 +20,7 @@ from discovery.events import task_changes
 from discovery.jobs import backend_status
 from discovery.models import BACnetTask
 from discovery.outcomes import cancel_job, failed_devices
+from discovery.sites import UnknownSite, scoped, site_for_request
 from discovery.views.display import job_rows, paginate, query_without_page
 from discovery.windows import recent_summary
 
@@ -40,8 +41,9 @@ def _stream_max_s() -> float:
 
 
 def _job_table_context(request: HttpRequest) -> dict:
-    job_filter = JobFilter(request.GET, queryset=BACnetTask.objects.all())
-    shown = job_filter.qs if job_filter.is_valid() else BACnetTask.objects.all()
+    jobs = scoped(BACnetTask.objects.all(), request.user, "site", request.GET.get("site"))
+    job_filter = JobFilter(request.GET, queryset=jobs)
+    shown = job_filter.qs if job_filter.is_valid() else jobs
     page = paginate(request, shown, JOBS_PER_PAGE)
     return {
         "filter": job_filter,
@@ -49,6 +51,15 @@ def _job_table_context(request: HttpRequest) -> dict:
         "rows": job_rows(page.object_list),
         "query": query_without_page(request),
     }
+
+
+def _windows_of(request: HttpRequest) -> dict | None:
+    """The window account of the site asked for (else the user's first site)."""
+    try:
+        site = site_for_request(request.user, request.GET.get("site"))
+    except UnknownSite:
+        return None
+    return recent_summary(site=site)
 
 
 @login_required
@@ -60,7 +71,7 @@ def job_list(request: HttpRequest) -> HttpResponse:
     context.update(
         backend=backend_status(),
         flower_url=settings.FLOWER_URL if flower else "",
-        windows=recent_summary(),
+        windows=_windows_of(request),
     )
     return render(request, "discovery/jobs.html", context)
 
@@ -74,7 +85,7 @@ def job_table(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(BACnetTask, pk=pk)
+    job = get_object_or_404(scoped(BACnetTask.objects.all(), request.user, "site"), pk=pk)
     return render(
         request,
         "discovery/job_detail.html",
@@ -94,7 +105,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def cancel(request: HttpRequest, pk: int) -> HttpResponse:
     """Cancel a pending job, then go back to the page the button was on."""
-    job = get_object_or_404(BACnetTask, pk=pk)
+    job = get_object_or_404(scoped(BACnetTask.objects.all(), request.user, "site"), pk=pk)
     if cancel_job(job.pk):
         messages.success(request, f"Job {job.pk} cancelled.")
     else:

@@ -1,7 +1,8 @@
 """``manage.py bacnet_worker``: the database-backend BACnet worker (no broker).
 
-It claims pending ``BACnetTask`` rows, runs them, and also runs the periodic collection,
-rollups and job sweeping that beat does in Celery mode. One per BACnet interface."""
+It claims its site's pending ``BACnetTask`` rows, runs them, and also runs the periodic
+collection, rollups and job sweeping that beat does in Celery mode. One per site (and
+BACnet interface): ``--site hq``; without it, the default site."""
 
 from __future__ import annotations
 
@@ -35,7 +36,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        apply_bacnet_options(options, tool=False)
+        # The worker serves the site named: its queue, its rows, its LAN. It keeps
+        # BACNET_DEVICE_INSTANCE (tools take one of their own).
+        site = apply_bacnet_options(options, tool=False)
         DatabaseWorker(
-            options["name"], poll_s=options["poll"], schedule=not options["no_schedule"]
+            options["name"],
+            poll_s=options["poll"],
+            schedule=not options["no_schedule"],
+            site=site,
         ).run(once=options["once"])

@@ -24,13 +24,14 @@ class Command(BaseCommand):
         from discovery.bacnet_client import get_client, shutdown_client
         from discovery.services.collection import collect_and_store
 
-        apply_bacnet_options(options)
+        site = apply_bacnet_options(options)
         try:
             summary = collect_and_store(
                 get_client(),
                 cycle_at=timezone.now().replace(microsecond=0),
                 device_instances=options["device"] or None,
                 progress=lambda message: self.stderr.write(message),
+                site_id=site.pk,
             )
         except BACnetError as exc:
             raise CommandError(f"Collection failed: {exc}") from exc

@@ -11,7 +11,7 @@ from django.db.models import Count, Q
 from discovery.bacnet_types import BACnetError
 from discovery.jobs import JobError, validate_parameters
 from discovery.management.commands._bacnet_options import add_bacnet_options, apply_bacnet_options
-from discovery.models import BACnetDevice
+from discovery.models import BACnetDevice, Site
 
 
 class Command(BaseCommand):
@@ -34,7 +34,6 @@ class Command(BaseCommand):
         from discovery.bacnet_client import get_client, shutdown_client
         from discovery.services.discovery import discover_and_store
 
-        apply_bacnet_options(options)
         if options["timeout"]:
             settings.BACNET_DISCOVERY_MAX_S = options["timeout"]
         try:
@@ -47,6 +46,7 @@ class Command(BaseCommand):
                 f"{exc} Addresses are written 192.168.1.20, 192.168.1.20:47809, or NET:ADDR "
                 "for a device behind a BACnet router (20:192.168.2.5, 20:0x0a)."
             ) from exc
+        site = apply_bacnet_options(options)  # after the checks that need no database
         try:
             client = get_client()
             self.stderr.write(f"BACnet client on {client.local_address}")
@@ -56,24 +56,25 @@ class Command(BaseCommand):
                 high=params.get("high"),
                 targets=params.get("targets", []),
                 progress=lambda message: self.stderr.write(message),
+                site_id=site.pk,
             )
         except BACnetError as exc:
             raise CommandError(f"Discovery failed: {exc}") from exc
         finally:
             shutdown_client()
-        self._print(summary)
+        self._print(summary, site)
         if not summary["devices_found"]:
             raise CommandError(
                 "No device answered. Check the interface (--interface / BACNET_INTERFACE), "
                 "the firewall (UDP 47808 inbound), or use --bbmd / --target for other subnets."
             )
 
-    def _print(self, summary: dict[str, Any]) -> None:
+    def _print(self, summary: dict[str, Any], site: Site) -> None:
         """The devices that answered this run (points still listed by the device), then
         the known ones that did not."""
         failed = summary["devices_failed"]
         rows = (
-            BACnetDevice.objects.filter(device_instance__in=summary["answered"])
+            BACnetDevice.objects.filter(site=site, device_instance__in=summary["answered"])
             .annotate(listed=Count("points", filter=Q(points__missing_since__isnull=True)))
             .order_by("device_instance")
         )
