@@ -247,7 +247,8 @@ class ThrowawayServers:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of that id exists (ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -266,7 +267,7 @@ def sweep_leftovers(tmp: str | None = None) -> list[Path]:
             owner = int(owner_file.read_text())
         except (OSError, ValueError):
             owner = 0
-        if owner and _alive(owner):
+        if owner and process_alive(owner):
             continue
         with contextlib.suppress(OSError):
             for line in (path / "server.pids").read_text().split():

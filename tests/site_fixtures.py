@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tests.servers import process_alive
 from tests.timing import scaled
 
 REPO = Path(__file__).resolve().parent.parent
@@ -179,16 +180,6 @@ def lab_route_metric(pid: int) -> int:
     return 1000 + pid % 50000
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_dead_labs(ip: Any) -> None:
     """Remove the bridges and blackhole routes of labs whose test process is gone."""
     live_metrics = set()
@@ -197,7 +188,7 @@ def sweep_dead_labs(ip: Any) -> None:
         if not match:
             continue
         owner = int(match.group(2))
-        if _process_alive(owner) and owner != os.getpid():
+        if process_alive(owner) and owner != os.getpid():
             live_metrics.add(lab_route_metric(owner))
         else:
             ip("link", "del", match.group(1), check=False)
