@@ -162,3 +162,11 @@ def device_by_instance(
         output_field=IntegerField(),
     )
     return devices.filter(device_instance=instance).order_by(first_default, "site_id").first()
+
+
+def visible_points(user: Any) -> QuerySet:
+    """The points of the sites ``user`` may see (with their device): what a page or API
+    call may look up by a point's id."""
+    from discovery.models import BACnetPoint
+
+    return scoped(BACnetPoint.objects.select_related("device"), user, "device__site")

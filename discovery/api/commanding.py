@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from discovery.api.pagination import CappedLimitOffsetPagination
 from discovery.models import BACnetPoint, BACnetTask, PointCommand, PointCommandState
 from discovery.services import commanding
+from discovery.sites import scoped, visible_points
 
 
 class PointCommandSerializer(serializers.ModelSerializer):
@@ -67,8 +68,9 @@ class RelinquishSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-def _point(pk: int) -> BACnetPoint:
-    return get_object_or_404(BACnetPoint.objects.select_related("device"), pk=pk)
+def _point(request: Request, pk: int) -> BACnetPoint:
+    # A user limited to some sites finds only their points (404 for the others).
+    return get_object_or_404(visible_points(request.user), pk=pk)
 
 
 def _require_permission(request: Request) -> None:
@@ -82,7 +84,7 @@ class PointWriteView(APIView):
         """Write the point's present value at a priority (default 8); 202 with the audit
         row, whose ``job`` carries the write (follow it at ``/api/jobs/<job>/``)."""
         _require_permission(request)
-        point = _point(pk)
+        point = _point(request, pk)
         incoming = WriteSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
@@ -107,7 +109,7 @@ class PointRelinquishView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         """Relinquish a priority (write NULL); 202 with the audit row."""
         _require_permission(request)
-        point = _point(pk)
+        point = _point(request, pk)
         incoming = RelinquishSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         try:
@@ -127,14 +129,14 @@ class PointPriorityArrayView(APIView):
     @extend_schema(responses={200: CommandStateSerializer})
     def get(self, request: Request, pk: int) -> Response:
         """The priority array last read from the device (404 when never read)."""
-        state = get_object_or_404(PointCommandState, point=_point(pk))
+        state = get_object_or_404(PointCommandState, point=_point(request, pk))
         return Response(CommandStateSerializer(state).data)
 
     @extend_schema(request=None, responses={202: None})
     def post(self, request: Request, pk: int) -> Response:
         """Read it fresh from the device: 202 with the job."""
         try:
-            task = commanding.request_priority_read(_point(pk), user=request.user)
+            task = commanding.request_priority_read(_point(request, pk), user=request.user)
         except commanding.CommandRefused as exc:
             raise ValidationError({"detail": str(exc)}) from exc
         return Response({"job": task.pk}, status=status.HTTP_202_ACCEPTED)
@@ -152,7 +154,8 @@ class CommandViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self) -> Any:
         from discovery.views.commanding import audit_rows
 
-        return audit_rows(self.request.query_params)
+        rows = audit_rows(self.request.query_params)
+        return scoped(rows, self.request.user, "point__device__site")
 
     @extend_schema(request=None, responses={202: PointCommandSerializer})
     @action(detail=True, methods=["post"])
@@ -181,4 +184,4 @@ class OverrideViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     filter_backends: list[Any] = []
 
     def get_queryset(self) -> Any:
-        return commanding.active_overrides()
+        return scoped(commanding.active_overrides(), self.request.user, "point__device__site")

@@ -61,9 +61,16 @@ def acknowledge(alarm: Alarm, user: Any, at: datetime | None = None) -> bool:
     return bool(updated)
 
 
-def alarms_for_page(history: int = 100) -> tuple[list[Alarm], list[Alarm]]:
-    """(active, newest first; the latest ``history`` cleared ones)."""
-    base = Alarm.objects.select_related("point__device", "acknowledged_by")
+def alarms_for_page(user: Any, history: int = 100) -> tuple[list[Alarm], list[Alarm]]:
+    """(active, newest first; the latest ``history`` cleared ones) of the sites ``user``
+    may see."""
+    from discovery.sites import scoped
+
+    base = scoped(
+        Alarm.objects.select_related("point__device", "acknowledged_by"),
+        user,
+        "point__device__site",
+    )
     active = list(base.filter(cleared_at__isnull=True).order_by("-raised_at"))
     cleared = list(base.filter(cleared_at__isnull=False).order_by("-raised_at")[:history])
     return active, cleared

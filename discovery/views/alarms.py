@@ -10,19 +10,22 @@ from django.views.decorators.http import require_GET, require_POST
 
 from discovery.models import Alarm
 from discovery.services.alarms import acknowledge, alarms_for_page
+from discovery.sites import scoped
 
 
 @login_required
 @require_GET
 def alarm_list(request: HttpRequest) -> HttpResponse:
-    active, cleared = alarms_for_page()
+    active, cleared = alarms_for_page(request.user)
     return render(request, "discovery/alarms.html", {"active": active, "cleared": cleared})
 
 
 @login_required
 @require_POST
 def acknowledge_alarm(request: HttpRequest, pk: int) -> HttpResponse:
-    alarm = get_object_or_404(Alarm, pk=pk)
+    alarm = get_object_or_404(
+        scoped(Alarm.objects.all(), request.user, "point__device__site"), pk=pk
+    )
     if acknowledge(alarm, request.user):
         messages.success(request, f"Alarm of {alarm.point} acknowledged.")
     else:

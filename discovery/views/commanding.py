@@ -23,8 +23,12 @@ from django.views.decorators.http import require_GET, require_POST
 from discovery.csv_export import neutralise
 from discovery.models import BACnetPoint, BACnetTask, PointCommand, PointCommandState
 from discovery.services import commanding
+from discovery.sites import scoped, visible_points
 from discovery.views.display import paginate, query_without_page
 from discovery.views.forms import RelinquishForm, WriteForm, form_errors
+
+# From an audit row (or an alarm) to the site of its point.
+_POINT_SITE = "point__device__site"
 
 AUDIT_ROWS_ON_POINT = 20
 AUDIT_PER_PAGE = 100
@@ -67,14 +71,14 @@ def command_panel_context(point: BACnetPoint, user: Any) -> dict[str, Any]:
 def _commandable_point(request: HttpRequest, pk: int) -> BACnetPoint:
     if not commanding.can_command(request.user):
         raise PermissionDenied("You may not command points (the Operators group may).")
-    return get_object_or_404(BACnetPoint.objects.select_related("device"), pk=pk)
+    return get_object_or_404(visible_points(request.user), pk=pk)
 
 
 @login_required
 @require_GET
 def command_panel(request: HttpRequest, pk: int) -> HttpResponse:
     """The panel alone, fetched again by htmx while a write job runs."""
-    point = get_object_or_404(BACnetPoint.objects.select_related("device"), pk=pk)
+    point = get_object_or_404(visible_points(request.user), pk=pk)
     context = {"point": point, **command_panel_context(point, request.user)}
     return render(request, "discovery/_command_panel.html", context)
 
@@ -136,7 +140,7 @@ def relinquish(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def read_priority(request: HttpRequest, pk: int) -> HttpResponse:
     """Read the priority array fresh from the device (viewers may: it writes nothing)."""
-    point = get_object_or_404(BACnetPoint.objects.select_related("device"), pk=pk)
+    point = get_object_or_404(visible_points(request.user), pk=pk)
     try:
         task = commanding.request_priority_read(point, user=request.user)
     except commanding.CommandRefused as exc:
@@ -151,7 +155,8 @@ def read_priority(request: HttpRequest, pk: int) -> HttpResponse:
 def end_override(request: HttpRequest, command_id: int) -> HttpResponse:
     if not commanding.can_command(request.user):
         raise PermissionDenied("You may not command points (the Operators group may).")
-    override = get_object_or_404(PointCommand.objects.select_related("point"), pk=command_id)
+    commands = scoped(PointCommand.objects.select_related("point"), request.user, _POINT_SITE)
+    override = get_object_or_404(commands, pk=command_id)
     try:
         ended = commanding.end_override(
             override, user=request.user, reason=request.POST.get("reason", "ended early")
@@ -180,7 +185,7 @@ def overrides(request: HttpRequest) -> HttpResponse:
         request,
         "discovery/overrides.html",
         {
-            "overrides": commanding.active_overrides(),
+            "overrides": scoped(commanding.active_overrides(), request.user, _POINT_SITE),
             "can_command": commanding.can_command(request.user),
         },
     )
@@ -233,7 +238,7 @@ AUDIT_COLUMNS = [
 @login_required
 @require_GET
 def audit(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
-    rows = audit_rows(request.GET)
+    rows = scoped(audit_rows(request.GET), request.user, _POINT_SITE)
     if request.GET.get("format") == "csv":
         return _audit_csv(rows)
     page = paginate(request, rows, AUDIT_PER_PAGE)

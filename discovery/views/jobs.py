@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
@@ -123,7 +124,7 @@ def cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("discovery:job-detail", pk=job.pk)
 
 
-def _event_stream(max_s: float, keepalive_s: float) -> Iterator[str]:
+def _event_stream(user: Any, max_s: float, keepalive_s: float) -> Iterator[str]:
     yield f"retry: {RETRY_MS}\n\n"
     deadline = time.monotonic() + max_s
     changes = task_changes(timeout_s=keepalive_s)
@@ -138,7 +139,10 @@ def _event_stream(max_s: float, keepalive_s: float) -> Iterator[str]:
                         "status": job.status,
                         "finished": job.is_finished,
                     }
-                    for job in BACnetTask.objects.filter(pk__in=ids).only("id", "kind", "status")
+                    # A user limited to some sites hears of their jobs only.
+                    for job in scoped(BACnetTask.objects.filter(pk__in=ids), user, "site").only(
+                        "id", "kind", "status"
+                    )
                 ]
                 yield f"event: jobs\ndata: {json.dumps(jobs)}\n\n"
             elif not listening:
@@ -167,7 +171,8 @@ def job_events(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     if not request.META.get("wsgi.multithread", False):
         return HttpResponse(status=204)
     response = StreamingHttpResponse(
-        _event_stream(_stream_max_s(), _keepalive_s()), content_type="text/event-stream"
+        _event_stream(request.user, _stream_max_s(), _keepalive_s()),
+        content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
     # Tell nginx-style proxies not to buffer the stream.

@@ -74,3 +74,44 @@ def test_it_filters_by_site_for_a_user_limited_to_none(client, two_sites, django
     assert "HQ-AHU" in only_hq and "Annex-AHU" not in only_hq
     detail = client.get(reverse("discovery:device-detail", args=[1001]) + "?site=annex")
     assert "Annex-AHU" in detail.content.decode()
+
+
+@pytest.fixture
+def alarms_at_two_sites(two_sites):
+    """An active alarm on each site's point."""
+    from django.utils import timezone
+
+    from discovery.models import Alarm, BACnetPoint
+
+    for point in BACnetPoint.objects.select_related("device"):
+        Alarm.objects.create(point=point, raised_at=timezone.now(), message=point.name)
+
+
+def test_it_shows_and_acknowledges_only_the_alarms_of_the_users_sites(
+    logged_in, api, alarms_at_two_sites
+):
+    from discovery.models import Alarm
+
+    page = logged_in.get(reverse("discovery:alarm-list")).content.decode()
+    assert "Annex-AHU temperature" in page
+    assert "HQ-AHU temperature" not in page
+    listed = api.get("/api/alarms/").json()["results"]
+    assert [a["message"] for a in listed] == ["Annex-AHU temperature"]
+    theirs = Alarm.objects.get(point__device__site__slug="default")
+    acknowledged = logged_in.post(reverse("discovery:alarm-acknowledge", args=[theirs.pk]))
+    assert acknowledged.status_code == 404
+    assert api.post(f"/api/alarms/{theirs.pk}/acknowledge/").status_code == 404
+    theirs.refresh_from_db()
+    assert theirs.acknowledged_at is None
+
+
+def test_it_never_lets_a_limited_user_reach_another_sites_point_to_command(
+    logged_in, api, two_sites
+):
+    from discovery.models import BACnetPoint
+
+    theirs = BACnetPoint.objects.get(device__site__slug="default")
+    assert api.get(f"/api/points/{theirs.pk}/priority-array/").status_code == 404
+    assert api.post(f"/api/points/{theirs.pk}/priority-array/").status_code == 404
+    read = logged_in.post(reverse("discovery:point-read-priority", args=[theirs.pk]))
+    assert read.status_code == 404
