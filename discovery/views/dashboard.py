@@ -41,7 +41,8 @@ def _site(request: HttpRequest) -> str | None:
 
 def _device_table_context(request: HttpRequest) -> dict:
     devices = BACnetDevice.objects.select_related("site").annotate(point_count=Count("points"))
-    devices = scoped(devices, request.user, "site", _site(request))
+    site = _site(request)
+    devices = scoped(devices, request.user, "site", site)
     devices = devices.order_by("device_instance", "site_id")
     device_filter = DeviceFilter(request.GET, queryset=devices)
     # An invalid filter (e.g. online=maybe) shows everything rather than an error page.
@@ -50,8 +51,11 @@ def _device_table_context(request: HttpRequest) -> dict:
         "filter": device_filter,
         "page": paginate(request, shown, DEVICES_PER_PAGE),
         "query": query_without_page(request),
-        "counts": device_counts(),
-        "last_collection": last_collection(),
+        # The counts and the last cycle of the sites shown, not of every site.
+        "counts": device_counts(scoped(BACnetDevice.objects.all(), request.user, "site", site)),
+        "last_collection": last_collection(
+            scoped(BACnetTask.objects.all(), request.user, "site", site)
+        ),
     }
 
 

@@ -137,8 +137,10 @@ def device_properties(device: BACnetDevice) -> list[tuple[str, Any]]:
     return [(label, value) for label, value in rows if value not in ("", None)]
 
 
-def device_counts() -> dict[str, int]:
-    return BACnetDevice.objects.aggregate(
+def device_counts(devices: QuerySet[BACnetDevice] | None = None) -> dict[str, int]:
+    """Online, in fault and offline counts of ``devices`` (default: all of them)."""
+    devices = BACnetDevice.objects.all() if devices is None else devices
+    return devices.aggregate(
         total=Count("id"),
         online=Count("id", filter=Q(is_online=True, in_fault=False)),
         fault=Count("id", filter=Q(is_online=True, in_fault=True)),
@@ -146,10 +148,12 @@ def device_counts() -> dict[str, int]:
     )
 
 
-def last_collection() -> BACnetTask | None:
-    """The last completed collection: the dashboard shows when, and its summary line."""
+def last_collection(jobs: QuerySet[BACnetTask] | None = None) -> BACnetTask | None:
+    """The last completed collection among ``jobs`` (default: all): the dashboard shows
+    when, and its summary line."""
+    jobs = BACnetTask.objects.all() if jobs is None else jobs
     return (
-        BACnetTask.objects.filter(kind=BACnetTask.Kind.COLLECT, status=BACnetTask.Status.COMPLETED)
+        jobs.filter(kind=BACnetTask.Kind.COLLECT, status=BACnetTask.Status.COMPLETED)
         .order_by("-completed_at")
         .only("id", "kind", "status", "completed_at", "summary", "failed_devices", "result")
         .first()

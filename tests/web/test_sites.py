@@ -33,9 +33,11 @@ def csv_rows(response) -> list[list[str]]:
 
 
 def test_it_shows_a_limited_user_only_their_sites_devices(logged_in, two_sites):
-    page = logged_in.get(reverse("discovery:dashboard")).content.decode()
+    response = logged_in.get(reverse("discovery:dashboard"))
+    page = response.content.decode()
     assert "Annex-AHU" in page
     assert "HQ-AHU" not in page
+    assert response.context["counts"]["total"] == 1  # not the other site's device too
     detail = logged_in.get(reverse("discovery:device-detail", args=[1001])).content.decode()
     assert "Annex-AHU" in detail  # the same instance at the other site is not theirs
     assert (
