@@ -282,11 +282,14 @@ class Command(BaseCommand):
             time.sleep(0.5)
 
     def _stop_all(self) -> None:
-        """SIGTERM to the product's processes together, then to the simulated site: a
-        worker still talking to the site's BBMD while it stops must find it there."""
-        product = [(n, p) for n, p in reversed(self.processes) if n != "simulator"]
+        """SIGTERM to Flower first (its inspector, broadcasting to workers that are
+        stopping, printed tracebacks), then to the product's processes together, then to
+        the simulated site: a worker still talking to the site's BBMD while it stops must
+        find it there."""
+        flower = [(n, p) for n, p in self.processes if n == "flower"]
+        product = [(n, p) for n, p in reversed(self.processes) if n not in ("simulator", "flower")]
         site = [(n, p) for n, p in self.processes if n == "simulator"]
-        for group in (product, site):
+        for group in (flower, product, site):
             for _, proc in group:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
