@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -304,6 +305,18 @@ def start_servers(postgres: bool, redis: bool) -> ThrowawayServers:
     return servers
 
 
+def redis_url_for_worker(url: str, worker: str, databases: int = 16) -> str:
+    """The Redis URL of a pytest-xdist worker ("gw0", "gw1", ...): the same server, the
+    database numbered after the run's own (wrapping within Redis's 16)."""
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    base = int(path) if path.isdigit() else 0
+    index = int(worker.removeprefix("gw")) if worker.removeprefix("gw").isdigit() else 0
+    if index + 1 >= databases:
+        raise pytest.UsageError(f"at most {databases - 1} parallel workers share one Redis")
+    return urlunsplit(parts._replace(path=f"/{(base + 1 + index) % databases}"))
+
+
 # ------------------------------------------------------------------ pytest hooks
 
 _servers: ThrowawayServers | None = None
@@ -341,6 +354,13 @@ def pytest_load_initial_conftests(
         if _servers.redis_url:
             os.environ["REDIS_URL"] = _servers.redis_url
         _header.extend(f"throwaway server: {text}" for text in _servers.description)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and os.environ.get("REDIS_URL"):
+        # Parallel workers share the servers: pytest-django gives each its own test
+        # database, and this gives each its own Redis database, so one worker's Celery
+        # queues, results and locks never meet another's.
+        os.environ["REDIS_URL"] = redis_url_for_worker(os.environ["REDIS_URL"], worker)
+        _header.append(f"Redis for {worker}: {os.environ['REDIS_URL']}")
     if not need_postgres:
         _header.append("PostgreSQL: DATABASE_URL from the environment")
     if not need_redis:
