@@ -194,6 +194,7 @@ class AlertRuleForm(forms.ModelForm):
         required=False,
         help_text="One address per line, or separated by commas.",
     )
+    webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
     request: Any = None
 
     class Meta:

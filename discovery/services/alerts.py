@@ -193,7 +193,7 @@ def _failed(delivery: AlertDelivery, error: str, retry: bool) -> Outcome:
             claimed_until=None,
             next_attempt_at=timezone.now() + timedelta(seconds=wait),
         )
-        log.warning("Alarm notice %s failed (%s); again in %.0f s", delivery.pk, error, wait)
+        log.warning("Alarm notice %s failed (%s); again in %.3g s", delivery.pk, error, wait)
         return Outcome(Status.RETRYING, wait)
     if retry:
         error = f"{error} (gave up after {delivery.attempts} attempts)"

@@ -74,9 +74,10 @@ class Command(BaseCommand):
         self.stopping = True
 
     def _wait(self, listener: Listener | None, seconds: float) -> None:
-        if listener is not None:
-            listener.wait(seconds)
-            return
+        # In slices, so that SIGTERM (which does not interrupt the wait) stops it soon.
         deadline = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            if listener is None:
+                time.sleep(min(0.05, left))
+            elif listener.wait(min(1.0, left)):
+                return
