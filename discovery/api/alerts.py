@@ -36,7 +36,11 @@ class AlertRuleSerializer(serializers.ModelSerializer):
         slug_field="slug", queryset=Site.objects.all(), allow_null=True, required=False
     )
     device_instance = serializers.IntegerField(
-        source="device.device_instance", allow_null=True, required=False
+        source="device.device_instance",
+        allow_null=True,
+        required=False,
+        min_value=0,
+        max_value=4194303,
     )
     email_recipients = serializers.ListField(
         child=serializers.CharField(max_length=254), required=False, max_length=100

@@ -63,6 +63,8 @@ def test_it_creates_a_rule_and_never_shows_its_secret(api: APIClient, staff: Any
         ({**HOOK, "on_raise": False}, "on_raise", "at least one event"),
         ({**HOOK, "device_instance": 99}, "device_instance", "No device 99"),
         ({**HOOK, "priority_at_most": 300}, "priority_at_most", "255"),
+        ({**HOOK, "device_instance": 2**40}, "device_instance", "4194303"),
+        ({**HOOK, "site": "nowhere"}, "site", "does not exist"),
     ],
 )
 def test_it_refuses_bad_rules_with_a_400_naming_the_field(
@@ -139,3 +141,19 @@ def test_the_alarms_page_shows_staff_each_alarms_notices(client: Any, settings: 
     page = client.get(reverse("discovery:alarm-list")).content.decode()
     assert "Webhook (Night shift, raised): retrying after 2 attempts" in page
     assert "HTTP 503 Service Unavailable" in page
+
+
+def test_the_admin_lists_and_opens_rules_and_deliveries(admin_client: Any, settings: Any) -> None:
+    settings.BACNET_BACKEND = "database"
+    rule = AlertRule.objects.create(name="Night shift", email_recipients=["a@example.com"])
+    point = PointFactory()
+    point.last_status_flags = StatusFlags.IN_ALARM
+    point.save()
+    sync_alarms()
+    delivery = AlertDelivery.objects.get()
+    for model, pk in (("alertrule", rule.pk), ("alertdelivery", delivery.pk)):
+        assert admin_client.get(reverse(f"admin:discovery_{model}_changelist")).status_code == 200
+        change = admin_client.get(reverse(f"admin:discovery_{model}_change", args=[pk]))
+        assert change.status_code == 200
+    page = admin_client.get(reverse("admin:discovery_alertrule_change", args=[rule.pk]))
+    assert "a@example.com" in page.content.decode()
