@@ -90,6 +90,14 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append(
             {

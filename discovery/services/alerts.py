@@ -370,3 +370,12 @@ def resend_failed(delivery_ids: Iterable[int]) -> int:
         )
         transaction.on_commit(partial(dispatch, ids))
     return len(ids)
+
+
+def overdue_count(minutes: int = 5) -> int:
+    """Notices due for longer than this: nothing is sending them (no worker on
+    ``default``, no ``send_alerts`` in the database backend)."""
+    since = timezone.now() - timedelta(minutes=minutes)
+    return AlertDelivery.objects.filter(
+        status__in=[Status.PENDING, Status.RETRYING], next_attempt_at__lt=since
+    ).count()

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from discovery.models import Alarm
 from discovery.services.alarms import acknowledge, alarms_for_page
-from discovery.services.alerts import deliveries_by_alarm
+from discovery.services.alerts import deliveries_by_alarm, overdue_count
 from discovery.sites import scoped
 
 
@@ -23,9 +23,10 @@ def alarm_list(request: HttpRequest) -> HttpResponse:
         notices = deliveries_by_alarm(a.pk for a in [*active, *cleared])
         for alarm in [*active, *cleared]:
             alarm.notices = notices.get(alarm.pk, [])  # type: ignore[attr-defined]
-    return render(
-        request, "discovery/alarms.html", {"active": active, "cleared": cleared, "staff": staff}
-    )
+    context = {"active": active, "cleared": cleared, "staff": staff}
+    if staff:
+        context["overdue_notices"] = overdue_count()
+    return render(request, "discovery/alarms.html", context)
 
 
 @login_required

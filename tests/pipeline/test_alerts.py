@@ -16,7 +16,12 @@ from django.utils import timezone
 
 from discovery.models import Alarm, AlarmEvent, AlertDelivery, AlertRule, Site, StatusFlags
 from discovery.services.alarms import acknowledge, sync_alarms
-from discovery.services.alerts import deliver, queue_missed_events, send_due_alerts
+from discovery.services.alerts import (
+    deliver,
+    queue_missed_events,
+    resend_failed,
+    send_due_alerts,
+)
 from tests.alert_fixtures import SmtpServer, WebhookServer, closed_port_url, smtp_server, webhook
 from tests.web.factories import DeviceFactory, PointFactory, UserFactory
 from tests.worker_fixtures import spawn, start_celery_worker, wait_until, worker_env
@@ -110,6 +115,30 @@ def test_it_sends_the_email_through_djangos_smtp_backend(
     assert "Subject: [BACnet] Alarm raised:" in mail["text"]
     assert "Boiler high temp" in mail["text"]
     assert f"X-BACnet-Delivery: {delivery.pk}" in mail["text"]
+
+
+def test_a_refused_address_fails_at_once_and_a_missing_mail_server_is_retried(
+    db: Any, smtp_server: SmtpServer, settings: Any
+) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_server.port
+    _rule(email_recipients=["nobody@example.com"])
+    alarm = _in_alarm(PointFactory())
+    row = AlertDelivery.objects.get(alarm=alarm)
+    assert deliver(row.pk).status == Status.FAILED
+    row.refresh_from_db()
+    assert "nobody@example.com (550)" in row.last_error and row.attempts == 1
+    # An operator fixes the address and sends it again (the admin's action).
+    AlertRule.objects.update(email_recipients=["ops@example.com"])
+    assert resend_failed([row.pk]) == 1
+    assert deliver(row.pk).status == Status.DELIVERED
+    assert smtp_server.mailbox.messages[0]["to"] == ["ops@example.com"]
+    # No mail server listening: tried again later.
+    settings.EMAIL_PORT = int(closed_port_url().rsplit(":", 1)[1].split("/")[0])
+    other = AlertDelivery.objects.get(alarm=_in_alarm(PointFactory()))
+    assert deliver(other.pk).status == Status.RETRYING
+    other.refresh_from_db()
+    assert "Mail server 127.0.0.1" in other.last_error and "refused" in other.last_error
 
 
 def test_it_retries_a_refused_connection_a_timeout_and_a_503_but_not_a_400(

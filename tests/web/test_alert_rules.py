@@ -3,6 +3,7 @@ alarm's notices on the alarms page."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -141,6 +142,11 @@ def test_the_alarms_page_shows_staff_each_alarms_notices(client: Any, settings: 
     page = client.get(reverse("discovery:alarm-list")).content.decode()
     assert "Webhook (Night shift, raised): retrying after 2 attempts" in page
     assert "HTTP 503 Service Unavailable" in page
+    assert "overdue-notices" not in page
+    # Nothing sends them (no worker on default, no send_alerts): the page says so.
+    AlertDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(minutes=10))
+    page = client.get(reverse("discovery:alarm-list")).content.decode()
+    assert "1 alarm notice waiting for more than 5 minutes" in page
 
 
 def test_the_admin_lists_and_opens_rules_and_deliveries(admin_client: Any, settings: Any) -> None:
