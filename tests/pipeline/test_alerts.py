@@ -23,6 +23,7 @@ from discovery.services.alerts import (
     send_due_alerts,
 )
 from tests.alert_fixtures import SmtpServer, WebhookServer, closed_port_url, smtp_server, webhook
+from tests.timing import scaled
 from tests.web.factories import DeviceFactory, PointFactory, UserFactory
 from tests.worker_fixtures import spawn, start_celery_worker, wait_until, worker_env
 
@@ -241,7 +242,7 @@ def test_a_default_queue_worker_retries_a_503_refuses_a_400_and_delivers_once(
         def settled() -> bool:
             return not rows.exclude(status__in=[Status.DELIVERED, Status.FAILED]).exists()
 
-        wait_until(settled, 30, "every notice delivered or failed")
+        wait_until(settled, scaled(10), "every notice delivered or failed")
         by_rule = {row.rule.name: row for row in rows.select_related("rule")}
         assert by_rule["Busy hook"].status == Status.DELIVERED
         assert by_rule["Busy hook"].attempts == 2
@@ -257,7 +258,9 @@ def test_a_default_queue_worker_retries_a_503_refuses_a_400_and_delivers_once(
         done = worker.log().count("succeeded in")
         for row in rows:
             app.send_task("discovery.tasks.deliver_alert", args=[row.pk])
-        wait_until(lambda: worker.log().count("succeeded in") >= done + 3, 30, "duplicates ran")
+        wait_until(
+            lambda: worker.log().count("succeeded in") >= done + 3, scaled(10), "duplicates ran"
+        )
         assert worker.log().count("'skipped'") == 3
         assert len(webhook.received) == 2
         assert len(refusing.received) == 1
@@ -283,12 +286,14 @@ def test_the_database_backend_sends_notices_from_manage_py_send_alerts(
     )
     sender = spawn("alert-sender", [sys.executable, "manage.py", "send_alerts"], env)
     try:
-        sender.wait_for_log("Alarm notice sender ready", 60)
+        sender.wait_for_log("Alarm notice sender ready", scaled(30))
         webhook.statuses = [503]
         _rule(name="Hook", webhook_url=webhook.url, email_recipients=["ops@example.com"])
         alarm = _in_alarm(PointFactory())
         rows = AlertDelivery.objects.filter(alarm=alarm)
-        wait_until(lambda: rows.filter(status=Status.DELIVERED).count() == 2, 30, "both delivered")
+        wait_until(
+            lambda: rows.filter(status=Status.DELIVERED).count() == 2, scaled(10), "both delivered"
+        )
         assert len(webhook.wait_for(2)) == 2  # a 503, then delivered on the retry
         assert rows.get(channel="webhook").attempts == 2
         assert len(smtp_server.mailbox.wait_for(1)) == 1
@@ -313,7 +318,6 @@ def test_an_alarm_from_a_simulated_device_reaches_the_webhook_from_the_default_w
     from discovery.jobs import request_job
     from discovery.models import BACnetPoint, Keeping
     from tests.site_fixtures import start_site_with_args
-    from tests.timing import scaled
     from tests.worker_fixtures import wait_for_job
 
     redis.Redis.from_url(redis_url).flushdb()
@@ -335,7 +339,7 @@ def test_an_alarm_from_a_simulated_device_reaches_the_webhook_from_the_default_w
         )
         point.keeping = Keeping.COV
         point.save(update_fields=["keeping"])
-        [received] = webhook.wait_for(1, 60)
+        [received] = webhook.wait_for(1, 30)  # scaled inside
         assert _valid_signature(received)
         assert received.json["point"]["id"] == point.pk
         assert received.json["event"] == "raised"
