@@ -232,6 +232,9 @@ CELERY_TASK_ROUTES = (
         "discovery.tasks.calculate_daily_stats": {"queue": "default"},
         "discovery.tasks.relinquish_due_overrides": {"queue": "default"},
         "discovery.tasks.maintain_readings": {"queue": "default"},
+        # Alarm notices go out from the ordinary workers, never the BACnet worker.
+        "discovery.tasks.deliver_alert": {"queue": "default"},
+        "discovery.tasks.send_due_alerts": {"queue": "default"},
     },
 )
 # At-least-once for BACnet work: acknowledge after the task ran, hand a task back if its
@@ -312,6 +315,27 @@ FLOWER_URL = env.str("FLOWER_URL", default="http://localhost:5555")
 # overrides are looked for (the database worker; Celery beat's "Relinquish overrides").
 BACNET_COMMAND_REASON_REQUIRED = env.bool("BACNET_COMMAND_REASON_REQUIRED", default=True)
 BACNET_OVERRIDE_CHECK_S = env.int("BACNET_OVERRIDE_CHECK_S", default=10)
+
+# --- Alarm notifications (discovery.services.alerts) ----------------------------------
+# Django's mail settings (SMTP; EMAIL_BACKEND=django.core.mail.backends.console.EmailBackend
+# prints the e-mails instead, for a try-out).
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+# Bounds each connection to the mail server, as the webhook timeout bounds each POST.
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="bacnet-monitor@localhost")
+ALERT_WEBHOOK_TIMEOUT_S = env.float("ALERT_WEBHOOK_TIMEOUT_S", default=10.0)
+# A failed notice is tried again after this, doubling each time (at most an hour), up to
+# ALERT_MAX_ATTEMPTS attempts in all.
+ALERT_RETRY_BACKOFF_S = env.float("ALERT_RETRY_BACKOFF_S", default=30.0)
+ALERT_MAX_ATTEMPTS = env.int("ALERT_MAX_ATTEMPTS", default=8)
+# The product's address, for the link to the alarms page in each notice (optional).
+ALERT_BASE_URL = env.str("ALERT_BASE_URL", default="")
 
 # --- Logging --------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

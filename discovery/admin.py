@@ -1,6 +1,11 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 
 from discovery.models import (
+    AlertDelivery,
+    AlertRule,
     BACnetDailyStat,
     BACnetDevice,
     BACnetHourlyStat,
@@ -14,6 +19,9 @@ from discovery.models import (
     PointCommandState,
     Site,
 )
+from discovery.services.alert_rules import scope_errors, visible_deliveries, visible_rules
+from discovery.services.alerts import resend_failed
+from discovery.sites import visible_sites
 
 
 @admin.register(Site)
@@ -175,3 +183,96 @@ class PointCommandStateAdmin(admin.ModelAdmin):
     list_display = ["point", "read_at", "present_text", "current_priority", "relinquish_default"]
     list_select_related = ["point"]
     raw_id_fields = ["point"]
+
+
+class AlertRuleForm(forms.ModelForm):
+    """E-mail recipients typed one per line (or comma-separated); the rule's own checks
+    (``AlertRule.clean``) and the user's sites (``scope_errors``) say what is wrong."""
+
+    email_recipients = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text="One address per line, or separated by commas.",
+    )
+    webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https")
+    request: Any = None
+
+    class Meta:
+        model = AlertRule
+        fields = [
+            "name", "enabled", "site", "device", "object_type", "priority_at_most",
+            "email_recipients", "webhook_url", "webhook_secret",
+            "on_raise", "on_clear", "on_acknowledge",
+        ]  # fmt: skip
+        widgets = {"webhook_secret": forms.PasswordInput(render_value=True)}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["email_recipients"] = "\n".join(self.instance.email_recipients)
+
+    def clean_email_recipients(self) -> list[str]:
+        text = self.cleaned_data.get("email_recipients") or ""
+        return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        for field, messages in scope_errors(
+            self.request.user, cleaned.get("site"), cleaned.get("device")
+        ).items():
+            self.add_error(field, messages)
+        return cleaned
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    form = AlertRuleForm
+    list_display = ["name", "enabled", "site", "device", "object_type", "on_raise", "on_clear"]
+    list_filter = ["enabled", "site"]
+    search_fields = ["name"]
+    raw_id_fields = ["device"]
+
+    def get_queryset(self, request):
+        return visible_rules(request.user)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"request": request})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "site":
+            kwargs["queryset"] = visible_sites(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(admin.ModelAdmin):
+    """Every notice sent or tried: an operator sees here what failed and why."""
+
+    list_display = [
+        "created_at", "rule", "alarm", "event", "channel", "status", "attempts",
+        "last_error", "delivered_at",
+    ]  # fmt: skip
+    list_filter = ["status", "channel", "event", "rule"]
+    list_select_related = ["rule", "alarm__point"]
+    search_fields = ["=alarm__id", "rule__name", "last_error"]
+    actions = ["send_again"]
+
+    def get_queryset(self, request):
+        return visible_deliveries(request.user)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Send again (failed notices)")
+    def send_again(self, request, queryset) -> None:
+        count = resend_failed(queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{count} notices queued again.")

@@ -13,10 +13,19 @@ from django.db.models import Q
 from django.utils import timezone
 
 from discovery.alarms import Alarm
+from discovery.alerts import AlarmEvent, AlertDelivery, AlertRule
 from discovery.keeping import CovState, Keeping, KeepingRule
 
 # Re-exported: the models of these modules are registered with the app from here.
-__all__ = ["Alarm", "CovState", "Keeping", "KeepingRule"]
+__all__ = [
+    "Alarm",
+    "AlarmEvent",
+    "AlertDelivery",
+    "AlertRule",
+    "CovState",
+    "Keeping",
+    "KeepingRule",
+]
 
 from discovery.routing import BACNET_QUEUE as BACNET_QUEUE
 from discovery.routing import DEFAULT_SITE_SLUG as DEFAULT_SITE_SLUG

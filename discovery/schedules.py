@@ -22,6 +22,7 @@ DEFAULT_ENTRIES = (
     "Daily statistics",
     "Sweep jobs",
     "Readings maintenance",
+    "Send alarm notices",
 )
 
 
@@ -40,6 +41,9 @@ def install_default_schedules(**_: Any) -> list[str]:
     )
     every_minute, _ = IntervalSchedule.objects.get_or_create(
         every=60, period=IntervalSchedule.SECONDS
+    )
+    every_half_minute, _ = IntervalSchedule.objects.get_or_create(
+        every=30, period=IntervalSchedule.SECONDS
     )
     # A few minutes past the hour / midnight, so the closing bucket's readings are in.
     hourly, _ = CrontabSchedule.objects.get_or_create(
@@ -74,6 +78,9 @@ def install_default_schedules(**_: Any) -> list[str]:
             task="discovery.tasks.relinquish_due_overrides",
             interval=every_override_check,
             expire_seconds=override_check,
+        ),
+        "Send alarm notices": dict(
+            task="discovery.tasks.send_due_alerts", interval=every_half_minute, expire_seconds=30
         ),
     }
     created = []

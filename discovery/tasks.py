@@ -3,7 +3,7 @@
 BACnet tasks carry a job id and its site (queue ``bacnet`` for the default site,
 ``bacnet.<site>`` for the others: ``discovery.routing``); each is a few lines over ``run_job``,
 which claims the ``BACnetTask`` row, runs the service function and records the outcome.
-Rollups and the sweeper run on ``default``. Late acknowledgement (settings) plus
+Rollups, the sweeper and alarm notices run on ``default``. Late acknowledgement (settings) plus
 idempotent writes make re-delivery harmless.
 """
 
@@ -161,6 +161,29 @@ def sweep_jobs() -> dict[str, int]:
     return worker.sweep_jobs()
 
 
+@shared_task(name="discovery.tasks.deliver_alert", bind=True)
+def deliver_alert(self: Any, delivery_id: int) -> str:
+    """Send one alarm notice (e-mail or webhook); retried with backoff while it may pass."""
+    from discovery.services import alerts
+
+    if worker.current_worker() is not None:
+        # Routed here by mistake: the row stays pending for ``send_due_alerts``.
+        raise worker.WrongWorker("Alarm notices are never sent from the BACnet worker")
+    outcome = alerts.deliver(delivery_id)
+    if outcome.retry_in_s is not None:
+        raise self.retry(countdown=outcome.retry_in_s, max_retries=None)
+    return outcome.status
+
+
+@shared_task(name="discovery.tasks.send_due_alerts")
+def send_due_alerts() -> dict[str, int]:
+    """Notices of events nobody announced, retries due, and messages the broker lost."""
+    from discovery.services import alerts
+
+    # A minute's grace: a delivery's own task normally sends it first.
+    return alerts.send_due_alerts(grace_s=60)
+
+
 @worker_ready.connect
 def _start_bacnet_worker(sender: Any, **_: Any) -> None:
     """A Celery worker consuming a site's BACnet queue (``bacnet``, ``bacnet.<site>``) is
@@ -228,12 +251,14 @@ def _stop_bacnet_worker(**_: Any) -> None:
 __all__ = [
     "calculate_daily_stats",
     "calculate_hourly_stats",
+    "deliver_alert",
     "discover_device_points",
     "discover_devices",
     "read_device_points",
     "read_point_value",
     "read_priority_array",
     "relinquish_due_overrides",
+    "send_due_alerts",
     "sweep_jobs",
     "write_point_value",
 ]

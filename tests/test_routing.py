@@ -14,6 +14,9 @@ DEFAULT_TASKS = [
     "discovery.tasks.calculate_hourly_stats",
     "discovery.tasks.calculate_daily_stats",
     "discovery.tasks.relinquish_due_overrides",
+    # Alarm notices: never from the BACnet worker.
+    "discovery.tasks.deliver_alert",
+    "discovery.tasks.send_due_alerts",
 ]
 
 

@@ -14,7 +14,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
-from discovery.api import commanding, views
+from discovery.api import alerts, commanding, views
 from discovery.api.docs import OfflineSwaggerView
 from discovery.api.parsers import DepthLimitedJSONParser
 
@@ -23,6 +23,8 @@ router.register("devices", views.DeviceViewSet, basename="device")
 router.register("points", views.PointViewSet, basename="point")
 router.register("readings", views.ReadingViewSet, basename="reading")
 router.register("alarms", views.AlarmViewSet, basename="alarm")
+router.register("alert-rules", alerts.AlertRuleViewSet, basename="alert-rule")
+router.register("alert-deliveries", alerts.AlertDeliveryViewSet, basename="alert-delivery")
 router.register("stats/hourly", views.HourlyStatViewSet, basename="hourly-stat")
 router.register("stats/daily", views.DailyStatViewSet, basename="daily-stat")
 router.register("jobs", views.JobViewSet, basename="job")

@@ -11,6 +11,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from discovery.models import Alarm, BACnetPoint, StatusFlags
+from discovery.services.alerts import announce_new_alarms
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def sync_alarms() -> tuple[int, int]:
             ],
             ignore_conflicts=True,
         )
+        announce_new_alarms(raised)  # e-mail and webhook notices, sent after commit
         cleared = 0
         falling = Alarm.objects.filter(
             cleared_at__isnull=True, point__last_status_flags__isnull=False

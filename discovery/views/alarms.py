@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from discovery.models import Alarm
 from discovery.services.alarms import acknowledge, alarms_for_page
+from discovery.services.alerts import deliveries_by_alarm, overdue_count
 from discovery.sites import scoped
 
 
@@ -17,7 +18,15 @@ from discovery.sites import scoped
 @require_GET
 def alarm_list(request: HttpRequest) -> HttpResponse:
     active, cleared = alarms_for_page(request.user)
-    return render(request, "discovery/alarms.html", {"active": active, "cleared": cleared})
+    staff = request.user.is_staff
+    if staff:  # who was told, and what failed: for the operators who manage the rules
+        notices = deliveries_by_alarm(a.pk for a in [*active, *cleared])
+        for alarm in [*active, *cleared]:
+            alarm.notices = notices.get(alarm.pk, [])  # type: ignore[attr-defined]
+    context = {"active": active, "cleared": cleared, "staff": staff}
+    if staff:
+        context["overdue_notices"] = overdue_count()
+    return render(request, "discovery/alarms.html", context)
 
 
 @login_required

@@ -2,10 +2,10 @@
 
 SQLite and the file broker (no server), a simulated BACnet site on loopback, the BACnet
 worker for the configured backend (Celery: a solo worker on ``bacnet``, a worker on
-``default``, beat and Flower with the demo login; database: ``bacnet_worker``), and the
-web server. The product reaches the simulated devices without root by registering as a
-foreign device with the simulator's BBMD on loopback, as it would with a site's BBMD on
-a real network.
+``default``, beat and Flower with the demo login; database: ``bacnet_worker`` and the
+alarm notice sender ``send_alerts``), and the web server. The product reaches the
+simulated devices without root by registering as a foreign device with the simulator's
+BBMD on loopback, as it would with a site's BBMD on a real network.
 
 It prints "Open http://…" only once the web server answers there. Ctrl+C, SIGTERM and
 SIGHUP (a closed terminal) all stop every process it started, in reverse order, and a
@@ -221,6 +221,8 @@ class Command(BaseCommand):
         celery = [sys.executable, "-m", "celery", "-A", "bacnet_project"]
         if settings.BACNET_BACKEND == "database":
             self._spawn("bacnet-worker", [sys.executable, "manage.py", "bacnet_worker"], env)
+            # Alarm notices go out from a process of their own, never the BACnet worker.
+            self._spawn("alert-sender", [sys.executable, "manage.py", "send_alerts"], env)
             self.flower_note = "No Flower: the database backend has no Celery workers to show."
             return {}
         # The BACnet worker owns the BACnet socket: queue bacnet only, solo pool.
