@@ -7,6 +7,8 @@ domain's main module stays readable.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -156,3 +158,21 @@ class PointCommandState(models.Model):
 
     def __str__(self) -> str:
         return f"priority array of point {self.point_id} at {self.read_at}"
+
+
+def install_operators_group(**_kwargs: Any) -> None:
+    """The Operators group with the permission to command points (post_migrate).
+
+    Migration 0012 creates it too; this puts it back after a flush or a deleted group,
+    as Django does with permissions."""
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    content_type = ContentType.objects.get_for_model(PointCommand)
+    permission, _ = Permission.objects.get_or_create(
+        content_type=content_type,
+        codename="command_point",
+        defaults={"name": "Can command points (write and relinquish)"},
+    )
+    group, _ = Group.objects.get_or_create(name=OPERATORS_GROUP)
+    group.permissions.add(permission)

@@ -181,13 +181,20 @@ def test_it_reads_the_points_a_slow_device_missed_first_in_the_next_cycle(
     """GIVEN a device so slow that a cycle ends (its deadline) after half its points
     WHEN two cycles run THEN the second reads the other half first: every point has
     a reading, none is starved."""
-    site = join(network, 8401, 200, "--answer-delay=2.0")
-    patient = fast_config(apdu_timeout_ms=int(scaled(1000)), device_deadline_s=scaled(30))
+    # Each request of 100 points is answered after `delay`; the device's deadline (its
+    # setting + 10 ms a point) falls half-way between the first answer and the second,
+    # with room either side for a loaded machine.
+    delay = scaled(1)
+    site = join(network, 8401, 200, f"--answer-delay={delay}")
+    answer = {
+        "apdu_timeout_ms": int(scaled(1000) + delay * 1000),
+        "request_deadline_s": scaled(1.5) + delay,
+    }
+    patient = fast_config(**answer, device_deadline_s=scaled(40))
     try:
         with BACnetClient(patient) as bacnet:
             discover_and_store(bacnet, targets=[site.devices[0]["address"]])
-        # 0.5 s + 200 points x 10 ms: the first batch of 100 (2 s), not the second.
-        hurried = fast_config(apdu_timeout_ms=int(scaled(1000)), device_deadline_s=0.5)
+        hurried = fast_config(**answer, device_deadline_s=1.5 * delay - 2)
         with BACnetClient(hurried) as bacnet:
             cycles = [
                 collect_and_store(bacnet, cycle_at=timezone.now().replace(microsecond=k))
