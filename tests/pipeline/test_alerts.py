@@ -339,7 +339,7 @@ def test_an_alarm_from_a_simulated_device_reaches_the_webhook_from_the_default_w
         )
         point.keeping = Keeping.COV
         point.save(update_fields=["keeping"])
-        [received] = webhook.wait_for(1, 30)  # scaled inside
+        [received] = webhook.wait_for(1, scaled(10))  # scaled inside
         assert _valid_signature(received)
         assert received.json["point"]["id"] == point.pk
         assert received.json["event"] == "raised"

@@ -21,6 +21,7 @@ from discovery.models import (
     BACnetWorker,
 )
 from tests.site_fixtures import start_site
+from tests.timing import scaled
 from tests.worker_fixtures import (
     REPO,
     start_celery_worker,
@@ -92,7 +93,7 @@ def test_discover_collect_and_roll_up_through_the_routed_queues(site, celery_wor
     from bacnet_project.celery import app
 
     app.send_task("discovery.tasks.calculate_hourly_stats")
-    wait_until(BACnetHourlyStat.objects.exists, 30, "hourly statistics")
+    wait_until(BACnetHourlyStat.objects.exists, scaled(10), "hourly statistics")
     by_point = defaultdict(list)
     for point_id, value in BACnetReading.objects.filter(value__isnull=False).values_list(
         "point_id", "value"
@@ -116,7 +117,7 @@ def test_a_bacnet_task_sent_to_the_wrong_queue_fails_loudly(site, celery_workers
 
     task = request_job("discover", backend="database")  # recorded but not dispatched
     app.send_task("discovery.tasks.discover_devices", args=[task.pk], queue="default")
-    task = wait_for_job(task.pk, 30)
+    task = wait_for_job(task.pk, scaled(10))
     assert task.status == "failed"
     assert task.worker_name == "default-test@localhost"
     assert "not a BACnet worker" in task.error_message
@@ -152,7 +153,7 @@ def test_a_waiting_database_worker_wakes_on_notify_not_on_its_poll(site):
     )
     try:
         worker.wait_for_log("ready")
-        task = wait_for_job(request_job("discover", backend="database").pk, 60)
+        task = wait_for_job(request_job("discover", backend="database").pk, scaled(20))
     finally:
         worker.stop()
     assert task.status == "completed"
@@ -174,7 +175,9 @@ def test_a_worker_killed_mid_collection_is_recovered_and_stores_each_reading_onc
         device = BACnetDevice.objects.get(device_instance=silent)
         BACnetPoint.objects.create(device=device, object_type="analog-input", object_instance=1)
         job = request_job("collect", backend="database")
-        wait_until(lambda: BACnetTask.objects.get(pk=job.pk).status == "running", 30, "job running")
+        wait_until(
+            lambda: BACnetTask.objects.get(pk=job.pk).status == "running", scaled(10), "job running"
+        )
         worker.kill()
         assert BACnetTask.objects.get(pk=job.pk).status == "running"
         assert BACnetReading.objects.count() == 0

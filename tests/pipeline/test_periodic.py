@@ -10,6 +10,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from discovery.jobs import request_job
 from discovery.models import BACnetHourlyStat, BACnetReading, BACnetTask
 from tests.site_fixtures import start_site
+from tests.timing import scaled
 from tests.worker_fixtures import (
     spawn,
     start_celery_worker,
@@ -53,8 +54,8 @@ def test_beat_sends_collection_cycles_and_rollups_on_its_own(site, redis_url):
     )
     try:
         assert wait_for_job(request_job("discover", backend="celery").pk).status == "completed"
-        wait_until(lambda: scheduled_cycles() >= 2, 60, "two scheduled collection cycles")
-        wait_until(BACnetHourlyStat.objects.exists, 30, "hourly statistics")
+        wait_until(lambda: scheduled_cycles() >= 2, scaled(20), "two scheduled collection cycles")
+        wait_until(BACnetHourlyStat.objects.exists, scaled(10), "hourly statistics")
     finally:
         for process in (beat, bacnet, default):
             process.stop()
@@ -77,8 +78,8 @@ def test_the_database_worker_collects_and_rolls_up_without_beat_or_broker(site):
     worker = start_database_worker("db-periodic", env)
     try:
         assert wait_for_job(request_job("discover", backend="database").pk).status == "completed"
-        wait_until(lambda: scheduled_cycles() >= 2, 60, "two scheduled collection cycles")
-        wait_until(BACnetHourlyStat.objects.exists, 30, "hourly statistics")
+        wait_until(lambda: scheduled_cycles() >= 2, scaled(20), "two scheduled collection cycles")
+        wait_until(BACnetHourlyStat.objects.exists, scaled(10), "hourly statistics")
     finally:
         worker.stop()
     assert BACnetReading.objects.exists()

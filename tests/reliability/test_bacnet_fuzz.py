@@ -21,6 +21,7 @@ from discovery.models import BACnetPoint, BACnetTask
 from tests.reliability.conftest import env_int
 from tests.reliability.udp_tools import WHO_IS, bvll_unicast
 from tests.site_fixtures import start_site
+from tests.timing import scaled
 from tests.worker_fixtures import start_database_worker, wait_for_job, worker_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -167,7 +168,7 @@ def test_it_survives_malformed_packets_and_keeps_working(site):
     worker = start_database_worker("rel-fuzzed", env, "--no-schedule")
     try:
         assert answers_who_is(port), "no I-Am before the fuzzing: the probe is wrong"
-        discovery = wait_for_job(request_job("discover", backend="database").pk, 120)
+        discovery = wait_for_job(request_job("discover", backend="database").pk, scaled(40))
         assert discovery.status == "completed", discovery.error_message
 
         sent = blast(port, crafted_packets())
@@ -181,10 +182,10 @@ def test_it_survives_malformed_packets_and_keeps_working(site):
         during.start()
         job = request_job("collect", backend="database")
         during.join(300)
-        first = wait_for_job(job.pk, 120)
+        first = wait_for_job(job.pk, scaled(40))
         assert worker.proc.poll() is None, worker.log()[-3000:]
         assert answers_who_is(port), "no I-Am after the random frames"
-        second = wait_for_job(request_job("collect", backend="database").pk, 120)
+        second = wait_for_job(request_job("collect", backend="database").pk, scaled(40))
     finally:
         worker.stop()
     assert sent > 2000

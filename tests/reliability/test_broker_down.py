@@ -114,7 +114,7 @@ def test_it_queues_a_discovery_while_the_broker_is_down_and_runs_it_once_it_is_b
 
             own_redis.start()  # same port, empty: what was in it is gone
             assert sweep_jobs(now=timezone.now() + timedelta(seconds=10))["redispatched"] == 1
-            job = wait_for_job(job.pk, 120)
+            job = wait_for_job(job.pk, scaled(40))
             # Nothing left to send: a second sweep sends no duplicate.
             assert sweep_jobs(now=timezone.now() + timedelta(seconds=10))["redispatched"] == 0
     finally:

@@ -67,7 +67,7 @@ IDLE_S = 2.0
 
 
 def _run(kind: str, backend: str) -> BACnetTask:
-    return wait_for_job(request_job(kind, backend=backend).pk, 90)
+    return wait_for_job(request_job(kind, backend=backend).pk, scaled(30))
 
 
 def _discover(backend: str) -> None:

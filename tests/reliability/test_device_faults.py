@@ -39,7 +39,7 @@ def _env(site, **extra: str) -> dict[str, str]:
 
 
 def _job(kind: str, parameters: dict | None = None) -> BACnetTask:
-    task = wait_for_job(request_job(kind, parameters, backend="database").pk, 180)
+    task = wait_for_job(request_job(kind, parameters, backend="database").pk, scaled(60))
     assert task.status == "completed", task.error_message
     return task
 

@@ -17,6 +17,7 @@ from discovery.jobs import request_job
 from discovery.models import BACnetDevice, BACnetReading, BACnetTask
 from discovery.simulator.spec import HOSTILE_LONG, HOSTILE_SCRIPT, HOSTILE_UNICODE
 from tests.site_fixtures import start_site
+from tests.timing import scaled
 from tests.worker_fixtures import start_database_worker, wait_for_job, worker_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -40,7 +41,7 @@ def sites():
 
 
 def _job(kind: str, parameters: dict | None = None) -> BACnetTask:
-    task = wait_for_job(request_job(kind, parameters, backend="database").pk, 180)
+    task = wait_for_job(request_job(kind, parameters, backend="database").pk, scaled(60))
     assert task.status == "completed", task.error_message
     return task
 

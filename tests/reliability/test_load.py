@@ -30,6 +30,7 @@ from discovery.jobs import request_job
 from discovery.models import BACnetDevice, BACnetPoint
 from tests.reliability.conftest import env_int, free_tcp_port
 from tests.site_fixtures import start_site
+from tests.timing import scaled
 from tests.worker_fixtures import (
     ARTIFACTS,
     REPO,
@@ -121,7 +122,7 @@ def _start_web(port: int) -> subprocess.Popen:
             return False
         return True
 
-    wait_until(answers, 60, "gunicorn answering")
+    wait_until(answers, scaled(20), "gunicorn answering")
     return web
 
 
@@ -143,7 +144,7 @@ def test_it_keeps_answering_20_browsers_while_50_devices_are_collected():
     samples = Samples()
     cycles = []
     try:
-        found = wait_for_job(request_job("discover", backend="database").pk, 180)
+        found = wait_for_job(request_job("discover", backend="database").pk, scaled(60))
         assert found.status == "completed", found.error_message
         assert BACnetDevice.objects.count() >= DEVICES
         user = get_user_model().objects.create_user("browser", password="unused-password-1")
@@ -173,7 +174,7 @@ def test_it_keeps_answering_20_browsers_while_50_devices_are_collected():
         for client in clients:
             client.start()
         while time.monotonic() < until:  # collections back to back, for the whole run
-            cycles.append(wait_for_job(request_job("collect", backend="database").pk, 120))
+            cycles.append(wait_for_job(request_job("collect", backend="database").pk, scaled(40)))
         for client in clients:
             client.join(60)
     finally:

@@ -93,7 +93,7 @@ class WorkerUnderTest:
 
 
 def _discover(worker: WorkerUnderTest) -> None:
-    task = wait_for_job(request_job("discover", backend=worker.backend).pk, 120)
+    task = wait_for_job(request_job("discover", backend=worker.backend).pk, scaled(40))
     assert task.status == "completed", task.error_message
 
 
@@ -125,7 +125,7 @@ def _start_cycle(worker: WorkerUnderTest, seen: set[int], cycle_at) -> BACnetTas
                 .first()
             )
 
-        task = wait_until(new_cycle, 60, "the worker to open the cycle's job")
+        task = wait_until(new_cycle, scaled(20), "the worker to open the cycle's job")
     else:
         task = scheduled_collection("database", now=cycle_at)
         assert task is not None
@@ -180,7 +180,7 @@ def test_it_stores_each_cycle_once_when_the_worker_is_killed_mid_collection(site
             job = _start_cycle(worker, seen, cycle)
             wait_until(
                 lambda job=job: BACnetTask.objects.get(pk=job.pk).status == "running",
-                60,
+                scaled(20),
                 f"cycle {n} running",
             )
             # Anywhere inside the cycle: during the reads, or as they are stored.
@@ -188,7 +188,7 @@ def test_it_stores_each_cycle_once_when_the_worker_is_killed_mid_collection(site
             worker.kill()
             assert BACnetTask.objects.get(pk=job.pk).status == "running", "killed too late"
             worker.start()  # same name: it takes its orphaned job up again
-            jobs.append(wait_for_job(job.pk, 120))
+            jobs.append(wait_for_job(job.pk, scaled(40)))
     finally:
         worker.stop()
 
@@ -219,12 +219,12 @@ def test_it_gives_up_on_a_cycle_whose_worker_dies_every_time(site):
                 lambda attempt=attempt: BACnetTask.objects.filter(
                     pk=job.pk, status="running", attempts=attempt
                 ).exists(),
-                60,
+                scaled(20),
                 f"attempt {attempt} running",
             )
             worker.kill()
             worker.start()
-        job = wait_for_job(job.pk, 60)
+        job = wait_for_job(job.pk, scaled(20))
     finally:
         worker.stop()
     assert job.status == "failed"

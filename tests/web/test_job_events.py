@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from discovery.jobs import request_job
+from tests.timing import scaled
 from tests.web.factories import UserFactory
 from tests.web.live import listening_connections
 from tests.worker_fixtures import wait_until
@@ -77,7 +78,7 @@ def test_it_releases_its_database_listener_when_the_browser_goes_away(
     stream.next_event("catch-up")
     assert listening_connections() == before + 1
     stream.close()
-    wait_until(lambda: listening_connections() == before, 20, "the LISTEN connection closed")
+    wait_until(lambda: listening_connections() == before, scaled(7), "the LISTEN connection closed")
 
 
 def test_it_asks_for_a_login_before_streaming(client):
