@@ -25,13 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 
 # Short BACnet deadlines keep silent and broken simulated devices from slowing the suite.
+# Scaled like every test deadline: a starved simulator answers late, and a short Who-Is
+# window then misses devices.
 FAST_BACNET = {
-    "BACNET_APDU_TIMEOUT_MS": "500",
+    "BACNET_APDU_TIMEOUT_MS": str(int(scaled(500))),
     "BACNET_APDU_RETRIES": "0",
-    "BACNET_REQUEST_DEADLINE_S": "1.5",
-    "BACNET_DEVICE_DEADLINE_S": "6",
-    "BACNET_DISCOVERY_QUIET_S": "0.4",
-    "BACNET_DISCOVERY_MAX_S": "3",
+    "BACNET_REQUEST_DEADLINE_S": str(scaled(1.5)),
+    "BACNET_DEVICE_DEADLINE_S": str(scaled(2)),
+    "BACNET_DISCOVERY_QUIET_S": str(scaled(0.4)),
+    "BACNET_DISCOVERY_MAX_S": str(scaled(3)),
     "BACNET_WORKER_HEARTBEAT_S": "1",
     "BACNET_BBMD_TTL": "60",
 }

@@ -152,22 +152,25 @@ def test_beat_and_a_celery_worker_fill_every_window_through_a_delay_and_a_period
 
 
 def test_the_database_worker_opens_every_window_on_time_without_drift(site):
-    """GIVEN the database worker with 1 s windows
+    """GIVEN the database worker with short windows (1 s on a quiet machine, scaled)
     WHEN it runs for a while, with a discovery longer than several windows in between
     THEN every window has a cycle or a gap (the ones the discovery overran), and the
     number of windows is the time elapsed over the period: nothing skipped, no drift."""
-    set_period(1)
+    # Scaled: on a starved machine a 1 s window can pass before the worker is scheduled
+    # at all, which the product rightly records as a gap of another kind.
+    period = max(1, round(scaled(1)))
+    set_period(period)
     env = worker_env(
         site,
         BACNET_BACKEND="database",
-        BACNET_DISCOVERY_MAX_S=str(SLOW_DISCOVERY_S),
+        BACNET_DISCOVERY_MAX_S=str(2 * period + 1),  # overruns whole windows
         REDIS_URL="redis://127.0.0.1:1/0",  # no broker in this mode
     )
     worker = start_database_worker("db-windows", env)
     try:
         discover = request_job("discover", backend="database")
         assert wait_for_job(discover.pk, scaled(30)).status == "completed"
-        wait_until(lambda: len(completed_cycles()) >= 3, scaled(20), "three cycles at 1 s")
+        wait_until(lambda: len(completed_cycles()) >= 3, scaled(20), "three cycles")
         slow = wait_for_job(slow_discovery("database").pk, scaled(30))
         assert slow.status == "completed"
         after = len(completed_cycles())
@@ -183,8 +186,8 @@ def test_the_database_worker_opens_every_window_on_time_without_drift(site):
     starts = sorted(
         BACnetTask.objects.filter(window_start__isnull=False).values_list("window_start", flat=True)
     )
-    # No drift: as many windows as whole seconds between the first and the last.
-    assert account.windows == (starts[-1] - starts[0]).total_seconds() + 1
+    # No drift: as many windows as periods between the first and the last.
+    assert account.windows == (starts[-1] - starts[0]).total_seconds() / period + 1
     # Each cycle started within its window, never "now + period" later.
     for cycle in completed_cycles():
         if not (slow.started_at <= cycle.window_start <= slow.completed_at):
