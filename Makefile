@@ -22,12 +22,17 @@ PORT ?= 8000
 run: setup
 	$(BIN)/python manage.py rundemo --port $(PORT)
 
+# The suite mostly waits (on devices, workers, timeouts), so it runs in parallel
+# processes, each with its own test database and Redis database (pytest-xdist; a file's
+# tests stay together with their fixtures). `make test PYTEST_WORKERS=0` runs in one.
+PYTEST_WORKERS ?= 3
+PARALLEL := -n $(PYTEST_WORKERS) --dist loadfile
 test: setup
-	DEBUG=false $(BIN)/python -m pytest $(PYTEST_ARGS)
+	DEBUG=false $(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 # The suite plus the tests that build a Linux bridge and a route on this host (root).
 test-lab: setup
-	BACNET_TEST_LAB=1 DEBUG=false $(BIN)/python -m pytest $(PYTEST_ARGS)
+	BACNET_TEST_LAB=1 DEBUG=false $(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 # The compose deployment for real (tests/deploy/test_containers_*.py): docker-compose.yml
 # with the bacnet profile and the Windows topology, built, started, used through the web,
