@@ -1,0 +1,274 @@
+"""Time-weighted history: a stored reading's value holds until the next reading, for at
+most the point's *hold limit*; averages weigh each value by how long it held.
+
+Readings are irregular: change-of-value notifications arrive when the value changes,
+and store on change (``store_on_change``) leaves out readings within the deadband until
+the heartbeat is due. Between two readings the point had the first one's value, so an
+average over time weighs each value by the time it held, and a chart bucket with no
+reading shows the value held into it (a step, not a hole).
+
+But a value must not hold forever: a device that died leaves its last reading standing.
+The hold limit is how long a point may normally go without a stored reading, plus two
+poll periods (the reading that is due comes at the next poll; one missed poll is not a
+gap), never more than ``BACNET_HOLD_MAX_S`` (default a day):
+
+- a heartbeat (the point's own, else its object type's rule): at least one stored
+  reading every heartbeat, so the heartbeat;
+- otherwise a deadband without a heartbeat, or a point kept by change of value: a value
+  may rightly stand for hours (nothing is stored until it changes), so the maximum;
+- a ``cov-check`` point: polled when unheard for ``BACNET_COV_CHECK_S``, so that;
+- a polled point storing every reading: nothing but the two poll periods.
+
+The poll period is the collection period (``BACNET_COLLECT_INTERVAL_S``) or the point's
+(else its device's) longer ``poll_interval_s``. A reading without a number (NaN, text)
+ends the value before it.
+
+The SQL runs on PostgreSQL and SQLite alike (window functions and a recursive CTE): a
+value held across bucket boundaries is split into one piece per bucket it covers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Case, F, FloatField, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce, Greatest, Least
+
+from discovery.keeping import Keeping
+from discovery.models import BACnetPoint, BACnetReading
+
+EPOCH_SQL = {
+    "postgresql": "EXTRACT(EPOCH FROM {col})::float8",
+    # SQLite keeps aware datetimes as UTC text; julianday() reads it, to about 50 µs:
+    # rounded to the millisecond, a reading on the hour stays in its hour.
+    "sqlite": "ROUND((julianday({col}) - 2440587.5) * 86400.0, 3)",
+}
+# The two-argument minimum and maximum.
+_LEAST = {"postgresql": "LEAST", "sqlite": "MIN"}
+_GREATEST = {"postgresql": "GREATEST", "sqlite": "MAX"}
+
+
+def sql_functions() -> tuple[str, str, str]:
+    """(epoch format, least, greatest) for this database."""
+    vendor = connection.vendor if connection.vendor in EPOCH_SQL else "postgresql"
+    return EPOCH_SQL[vendor], _LEAST[vendor], _GREATEST[vendor]
+
+
+def _type_rule_case(key: str) -> Any:
+    """The object type's ``BACNET_STORE_RULES`` entry ``key`` as a SQL CASE (or NULL)."""
+    rules = settings.BACNET_STORE_RULES or {}
+    whens = [
+        When(object_type=object_type, then=Value(float(rule[key])))
+        for object_type, rule in rules.items()
+        if (rule or {}).get(key) is not None
+    ]
+    return Case(*whens, default=Value(None), output_field=FloatField()) if whens else None
+
+
+def with_hold_limit(points: QuerySet[BACnetPoint]) -> QuerySet[BACnetPoint]:
+    """Annotate ``hold_s``, each point's hold limit in seconds (see the module)."""
+    from discovery.services.cov import with_keeping
+
+    maximum = float(settings.BACNET_HOLD_MAX_S)
+    poll = Greatest(
+        Value(float(settings.BACNET_COLLECT_INTERVAL_S)),
+        Coalesce(
+            F("poll_interval_s"), F("device__poll_interval_s"), Value(0), output_field=FloatField()
+        ),
+        output_field=FloatField(),
+    )
+    heartbeat = F("heartbeat_minutes")
+    deadbanded = Q(deadband__isnull=False) | Q(deadband_relative__isnull=False)
+    if (type_heartbeat := _type_rule_case("heartbeat_minutes")) is not None:
+        heartbeat = Coalesce(F("heartbeat_minutes"), type_heartbeat, output_field=FloatField())
+    for key in ("deadband", "deadband_relative"):
+        if (type_band := _type_rule_case(key)) is not None:
+            points = points.annotate(**{f"type_{key}": type_band})
+            deadbanded |= Q(**{f"type_{key}__isnull": False})
+    points = with_keeping(points).annotate(heartbeat_s=heartbeat * Value(60.0))
+    gap = Case(
+        When(heartbeat_s__isnull=False, then=F("heartbeat_s")),
+        When(deadbanded | Q(kept_as=Keeping.COV), then=Value(maximum)),
+        When(kept_as=Keeping.COV_CHECK, then=Value(float(settings.BACNET_COV_CHECK_S))),
+        default=Value(0.0),
+        output_field=FloatField(),
+    )
+    return points.annotate(
+        hold_s=Least(Value(maximum), gap + Value(2.0) * poll, output_field=FloatField())
+    )
+
+
+def hold_limit(point_id: int) -> float:
+    """The hold limit of one point, in seconds (the maximum for an unknown point)."""
+    found = (
+        with_hold_limit(BACnetPoint.objects.filter(pk=point_id))
+        .values_list("hold_s", flat=True)
+        .first()
+    )
+    return float(found if found is not None else settings.BACNET_HOLD_MAX_S)
+
+
+def _reading_columns() -> tuple[str, str, str, str]:
+    """(table, point, timestamp, value), quoted, from the model."""
+    meta, quote = BACnetReading._meta, connection.ops.quote_name
+    columns = [
+        quote(str(getattr(meta.get_field(name), "column", name)))
+        for name in ("point", "timestamp", "value")
+    ]
+    return (quote(meta.db_table), *columns)  # type: ignore[return-value]
+
+
+CONSTANTS_SQL = (
+    "k AS (SELECT CAST(%s AS DOUBLE PRECISION) AS lo, CAST(%s AS DOUBLE PRECISION) AS hi, "
+    "CAST(%s AS DOUBLE PRECISION) AS origin, CAST(%s AS DOUBLE PRECISION) AS w, "
+    "CAST(%s AS DOUBLE PRECISION) AS now)"
+)
+
+
+def pieces_sql(source: str) -> str:
+    """CTEs ``seg``, ``span`` and ``part``: the readings of ``source`` (SQL with columns
+    ``p`` the point, ``t`` epoch seconds, ``v`` the value or NULL, ``fresh`` 1 for a
+    reading inside the range and 0 for the one held into it, ``hold`` the point's hold
+    limit) cut into one row per bucket each value covers: ``p``, ``b`` the bucket,
+    ``v``, ``n`` (1 on a reading's own bucket), [``p0``, ``p1``) the seconds it held there.
+    Needs the CTE ``k`` (``CONSTANTS_SQL``: ``lo``, ``hi`` the range in epoch seconds;
+    bucket ``b`` is [origin + b·w, + w); ``now``: the last value holds no later, unless
+    its reading is stamped later still, by a clock ahead)."""
+    _, least, greatest = sql_functions()
+    return f"""
+        seg AS (
+            SELECT s.p, s.t, s.v, s.fresh,
+                   {least}({least}(COALESCE(LEAD(s.t) OVER (PARTITION BY s.p ORDER BY s.t),
+                                            CASE WHEN s.t < k.now THEN k.now ELSE k.hi END),
+                                   s.t + s.hold), k.hi) AS e
+            FROM ({source}) AS s CROSS JOIN k
+        ),
+        span (p, v, a, e, n, b, lb) AS (
+            SELECT seg.p, seg.v, {greatest}(seg.t, k.lo), seg.e, seg.fresh,
+                   CAST(FLOOR(({greatest}(seg.t, k.lo) - k.origin) / k.w) AS BIGINT),
+                   CAST(CEILING((seg.e - k.origin) / k.w) AS BIGINT) - 1
+            FROM seg CROSS JOIN k
+            WHERE seg.v IS NOT NULL AND seg.e > {greatest}(seg.t, k.lo)
+            UNION ALL
+            SELECT p, v, a, e, 0, b + 1, lb FROM span WHERE b < lb
+        ),
+        part AS (
+            SELECT span.p, span.b, span.v, span.n,
+                   {greatest}(span.a, k.origin + span.b * k.w) AS p0,
+                   {least}(span.e, k.origin + (span.b + 1) * k.w) AS p1
+            FROM span CROSS JOIN k
+        )
+    """  # noqa: S608
+
+
+# Per bucket: time-weighted mean time, time-weighted average, minimum and maximum (with
+# the held value), readings, seconds covered.
+BUCKET_COLUMNS_SQL = (
+    "SUM((p0 + p1) / 2 * (p1 - p0)) / SUM(p1 - p0), SUM(v * (p1 - p0)) / SUM(p1 - p0), "
+    "MIN(v), MAX(v), SUM(n), SUM(p1 - p0)"
+)
+
+
+def point_buckets(
+    cursor: Any,
+    point_id: int,
+    lo: datetime,
+    hi: datetime,
+    origin: float,
+    width: float,
+    hold: float,
+    now: datetime,
+) -> list[tuple]:
+    """One query: (bucket, mean time, time-weighted average, min, max, readings, seconds
+    covered) of one point's readings in [lo, hi), with the value held into ``lo`` from
+    the last reading before it (looked for no further back than ``hold``)."""
+    epoch, _, _ = sql_functions()
+    table, point_col, time_col, value_col = _reading_columns()
+    t = epoch.format(col=time_col)
+    adapt = connection.ops.adapt_datetimefield_value
+    lo_s, hi_s = lo.timestamp(), hi.timestamp()
+    before = datetime.fromtimestamp(lo_s - hold, tz=lo.tzinfo)
+    source = f"""
+        SELECT {point_col} AS p, {t} AS t, {value_col} AS v, 1 AS fresh,
+               CAST(%s AS DOUBLE PRECISION) AS hold
+        FROM {table}
+        WHERE {point_col} = %s AND {time_col} >= %s AND {time_col} < %s
+        UNION ALL
+        SELECT p, t, v, fresh, hold FROM (
+            SELECT {point_col} AS p, {t} AS t, {value_col} AS v, 0 AS fresh,
+                   CAST(%s AS DOUBLE PRECISION) AS hold
+            FROM {table}
+            WHERE {point_col} = %s AND {time_col} < %s AND {time_col} >= %s
+            ORDER BY {time_col} DESC LIMIT 1
+        ) AS held
+    """  # noqa: S608
+    cursor.execute(
+        f"WITH RECURSIVE {CONSTANTS_SQL}, {pieces_sql(source)} "  # noqa: S608
+        f"SELECT b, {BUCKET_COLUMNS_SQL} FROM part WHERE p1 > p0 GROUP BY b ORDER BY b",
+        [
+            lo_s, hi_s, origin, width, now.timestamp(),
+            hold, point_id, adapt(lo), adapt(hi),
+            hold, point_id, adapt(lo), adapt(before),
+        ],
+    )  # fmt: skip
+    return cursor.fetchall()
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A range's statistics: time-weighted average over the seconds a value held."""
+
+    time_average: float | None
+    minimum: float | None
+    maximum: float | None
+    readings: int
+    covered_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "time_average": self.time_average,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "readings": self.readings,
+            "covered_seconds": round(self.covered_s, 3),
+        }
+
+
+def summarise(rows: list[tuple]) -> Summary:
+    """The whole range's statistics from its buckets' rows (bucket, t, average, min,
+    max, count, seconds covered)."""
+    covered = sum(row[6] or 0.0 for row in rows)
+    weighted = sum((row[2] or 0.0) * (row[6] or 0.0) for row in rows)
+    return Summary(
+        time_average=weighted / covered if covered > 0 else None,
+        minimum=min((row[3] for row in rows), default=None),
+        maximum=max((row[4] for row in rows), default=None),
+        readings=int(sum(row[5] or 0 for row in rows)),
+        covered_s=covered,
+    )
+
+
+def merge_buckets(rows: list[tuple]) -> list[tuple]:
+    """Rows of the same bucket from several sources (statistics and readings) as one:
+    averages and mean times weighted by the seconds each covers."""
+    merged: dict[int, list[Any]] = {}
+    for b, t, average, low, high, count, covered in rows:
+        seconds = covered or 0.0
+        if b not in merged:
+            merged[b] = [t * seconds, average * seconds, low, high, count, seconds]
+            continue
+        into = merged[b]
+        into[0] += t * seconds
+        into[1] += average * seconds
+        into[2], into[3] = min(into[2], low), max(into[3], high)
+        into[4] += count
+        into[5] += seconds
+    return [
+        (b, tw / s, aw / s, low, high, n, s)
+        for b, (tw, aw, low, high, n, s) in sorted(merged.items())
+        if s > 0
+    ]
