@@ -166,3 +166,21 @@ def test_the_hourly_statistics_path_equals_the_readings(settings):
     ):
         assert got[0] == pytest.approx(want[2])
         assert got[1:] == (want[3], want[4], want[5])
+
+
+def test_the_api_and_the_point_page_say_their_statistics_are_time_weighted(
+    api, logged_in, store_on_change_point
+):
+    from discovery.services.rollups import roll_up
+
+    point = store_on_change_point
+    query = {"start": T0.isoformat(), "end": (T0 + timedelta(hours=1)).isoformat()}
+    body = api.get(f"/api/points/{point.pk}/trend/", {**query, "buckets": 4}).json()
+    assert body["hold_seconds"] == 17 * 60
+    assert body["summary"]["time_average"] == pytest.approx(1099 / 52)
+    roll_up("hour", T0, T0 + timedelta(hours=2))
+    two_hours = {**query, "end": (T0 + timedelta(hours=2)).isoformat()}
+    page = logged_in.get(f"/points/{point.pk}/", two_hours).content.decode()
+    assert "Time-weighted average" in page and "Mean of readings" in page
+    # 09:00 has no reading, only 19 held from 08:50 until 09:07: shown as held.
+    assert ">held<" in page
