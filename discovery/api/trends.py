@@ -1,16 +1,17 @@
 """Trend data for charts, downsampled in SQL so that a year of minute data draws fast.
 
-When the range holds at most ``buckets`` readings they come back as they are. Otherwise
-the range is cut into ``buckets`` equal slices and the database returns one row per slice
-that holds readings (average, minimum, maximum, count and the mean time of its
-readings): a bounded envelope whatever the range, computed by one aggregate query over
-the (point, timestamp) index.
+When the range holds at most ``buckets`` readings they come back as they are (led by the
+value held into the range). Otherwise the range is cut into ``buckets`` equal slices and
+the database returns one row per slice that a value covers (time-weighted average,
+minimum, maximum, count and mean time): a bounded envelope whatever the range, computed
+by one query over the (point, timestamp) index (``time_weighted.point_buckets``: see
+``downsample`` for how long a value holds).
 
 With buckets an hour wide or wider (a week or more) on PostgreSQL, the whole hours the
 rollup has already summarised come from the hourly statistics (one row per hour instead
 of sixty readings) and only the edges from the readings: a year's chart went from
-415 ms to about 16 ms (bench/RESULTS.md, pages). Averages are weighted by each hour's
-count, so they equal the averages over the readings.
+415 ms to about 16 ms (bench/RESULTS.md, pages). Each hour's ``time_average`` weighs
+the seconds it covers (``covered_s``), so the buckets equal those from the readings.
 
 Where raw readings are gone (``BACNET_RETENTION_RAW_DAYS``), a range reaching back
 before the retention's cutoff is always drawn from the hourly statistics (buckets of an
