@@ -119,6 +119,7 @@ def downsample(
     hold = hold_limit(point_id)
     with connection.cursor() as cursor:
         # Few readings (a short range, a new point): send them as they are.
+        raw: list[Any]
         raw, held = _raw_readings(cursor, point_id, start, end, hold, buckets + 1)
         if raw_since is not None and connection.vendor == "postgresql":
             # Part of the range survives only as statistics: hours from them, the rest

@@ -49,7 +49,8 @@ _BUCKET_START_SQL = {
 
 def _holds_sql() -> tuple[str, list[Any]]:
     """Every point's hold limit (``time_weighted.with_hold_limit``), as SQL."""
-    holds = with_hold_limit(BACnetPoint.objects.order_by()).values_list("pk", "hold_s")
+    points = with_hold_limit(BACnetPoint.objects.order_by())
+    holds = points.values_list("pk", "hold_s")  # type: ignore[misc]  # an annotation
     sql, params = holds.query.sql_with_params()
     return sql, list(params)
 

@@ -81,7 +81,7 @@ def with_hold_limit(points: QuerySet[BACnetPoint]) -> QuerySet[BACnetPoint]:
         ),
         output_field=FloatField(),
     )
-    heartbeat = F("heartbeat_minutes")
+    heartbeat: Any = F("heartbeat_minutes")
     deadbanded = Q(deadband__isnull=False) | Q(deadband_relative__isnull=False)
     if (type_heartbeat := _type_rule_case("heartbeat_minutes")) is not None:
         heartbeat = Coalesce(F("heartbeat_minutes"), type_heartbeat, output_field=FloatField())
@@ -106,7 +106,7 @@ def hold_limit(point_id: int) -> float:
     """The hold limit of one point, in seconds (the maximum for an unknown point)."""
     found = (
         with_hold_limit(BACnetPoint.objects.filter(pk=point_id))
-        .values_list("hold_s", flat=True)
+        .values_list("hold_s", flat=True)  # type: ignore[misc]  # an annotation
         .first()
     )
     return float(found if found is not None else settings.BACNET_HOLD_MAX_S)
