@@ -79,21 +79,23 @@ def _raw_readings(
     time_col, value_col, point_col = (quote(_column(n)) for n in ("timestamp", "value", "point"))
     t = epoch.format(col=time_col)
     adapt = connection.ops.adapt_datetimefield_value
+    # One round trip: the readings (kind 1), then the value held into the range (kind 0).
     # Every identifier comes from the model, every value is a parameter.
     cursor.execute(
-        f"SELECT {t}, {value_col} FROM {table} "  # noqa: S608
+        f"SELECT 1, t, v FROM (SELECT {t} AS t, {value_col} AS v FROM {table} "  # noqa: S608
         f"WHERE {point_col} = %s AND {time_col} >= %s AND {time_col} < %s "
-        f"AND {value_col} IS NOT NULL ORDER BY {time_col} LIMIT %s",
-        [point_id, adapt(start), adapt(end), limit],
-    )
-    raw = cursor.fetchall()
-    cursor.execute(
-        f"SELECT {value_col} FROM {table} "  # noqa: S608
+        f"AND {value_col} IS NOT NULL ORDER BY {time_col} LIMIT %s) AS inside "
+        f"UNION ALL SELECT 0, NULL, v FROM (SELECT {value_col} AS v FROM {table} "
         f"WHERE {point_col} = %s AND {time_col} < %s AND {time_col} >= %s "
-        f"ORDER BY {time_col} DESC LIMIT 1",
-        [point_id, adapt(start), adapt(start - timedelta(seconds=hold))],
-    )
-    before = cursor.fetchone()
+        f"ORDER BY {time_col} DESC LIMIT 1) AS held",
+        [
+            point_id, adapt(start), adapt(end), limit,
+            point_id, adapt(start), adapt(start - timedelta(seconds=hold)),
+        ],
+    )  # fmt: skip
+    rows = cursor.fetchall()
+    raw = sorted((t, v) for kind, t, v in rows if kind == 1)
+    before = [v for kind, _, v in rows if kind == 0]
     return raw, (before[0] if before else None)
 
 

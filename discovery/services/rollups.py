@@ -40,6 +40,7 @@ def bucket_floor(moment: datetime, period: Period) -> datetime:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 _BUCKET_START_SQL = {
     "postgresql": "to_timestamp(b * k.w)",
     # Django's SQLite text form of an aware datetime (UTC), so the upsert's key matches.
@@ -70,9 +71,10 @@ def roll_up(period: Period, start: datetime | None = None, end: datetime | None 
     width = BUCKET[period].total_seconds()
     now = timezone.now()
     lo = bucket_floor(start, period) if start is not None else None
-    hi = bucket_floor(end or now, period)
-    if hi < (end or now):
-        hi += BUCKET[period]
+    hi = _FAR_FUTURE  # without ``end``, every reading, even one stamped ahead of now
+    if end is not None:
+        hi = bucket_floor(end, period)
+        hi += BUCKET[period] if hi < end else timedelta(0)
     epoch, _, _ = sql_functions()
     quote = connection.ops.quote_name
     table, readings = quote(model._meta.db_table), quote(BACnetReading._meta.db_table)
