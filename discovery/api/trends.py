@@ -224,12 +224,17 @@ def _buckets_from_hourly_stats(
     origin = start.replace(minute=0, second=0, microsecond=0).timestamp()
     cursor.execute(
         f"""
-        SELECT CAST(FLOOR((EXTRACT(EPOCH FROM bucket_start)::float8 - %s) / %s) AS INTEGER),
-               EXTRACT(EPOCH FROM bucket_start)::float8 + COALESCE(covered_s, 3600) / 2,
-               COALESCE(time_average, average), minimum, maximum, count,
-               COALESCE(covered_s, 3600)
-        FROM {stats}
-        WHERE point_id = %s AND bucket_start >= %s AND bucket_start < %s
+        SELECT b, SUM(mid * c) / SUM(c), SUM(av * c) / SUM(c), MIN(minimum), MAX(maximum),
+               SUM(count), SUM(c)
+        FROM (
+            SELECT CAST(FLOOR((date_part('epoch', bucket_start) - %s) / %s) AS INTEGER) AS b,
+                   date_part('epoch', bucket_start) + COALESCE(covered_s, 3600) / 2 AS mid,
+                   COALESCE(time_average, average) AS av, minimum, maximum, count,
+                   COALESCE(covered_s, 3600) AS c
+            FROM {stats}
+            WHERE point_id = %s AND bucket_start >= %s AND bucket_start < %s
+        ) AS hours
+        GROUP BY b
         """,  # noqa: S608
         [origin, width, point_id, covered_from, covered_to],
     )

@@ -42,7 +42,8 @@ from discovery.keeping import Keeping
 from discovery.models import BACnetPoint, BACnetReading
 
 EPOCH_SQL = {
-    "postgresql": "EXTRACT(EPOCH FROM {col})::float8",
+    # date_part is float8 already; EXTRACT is numeric since PostgreSQL 14, and slow.
+    "postgresql": "date_part('epoch', {col})",
     # SQLite keeps aware datetimes as UTC text; julianday() reads it, to about 50 µs:
     # rounded to the millisecond, a reading on the hour stays in its hour.
     "sqlite": "ROUND((julianday({col}) - 2440587.5) * 86400.0, 3)",
@@ -129,15 +130,44 @@ CONSTANTS_SQL = (
 )
 
 
+def _split_sql() -> str:
+    """CTEs ``cut``, ``span`` and ``part``: the held values of the CTE ``clip`` (``p``
+    the point, ``a`` where the value starts in the range, ``e`` where it ends, ``v``,
+    ``n`` 1 for a reading inside the range) cut at the bucket boundaries: ``part`` has
+    ``p``, ``b`` the bucket, ``v``, ``n``, and [``p0``, ``p1``) the seconds held there.
+    Most values lie inside one bucket and pass straight through; only those crossing a
+    boundary go through the recursive CTE, one row per bucket they cover."""
+    _, least, greatest = sql_functions()
+    return f"""
+        cut AS (
+            SELECT clip.p, clip.v, clip.a, clip.e, clip.n,
+                   CAST(FLOOR((clip.a - k.origin) / k.w) AS BIGINT) AS b,
+                   CAST(CEILING((clip.e - k.origin) / k.w) AS BIGINT) - 1 AS lb
+            FROM clip CROSS JOIN k
+        ),
+        span (p, v, a, e, n, b, lb) AS (
+            SELECT p, v, a, e, n, b, lb FROM cut WHERE lb > b
+            UNION ALL
+            SELECT p, v, a, e, 0, b + 1, lb FROM span WHERE b < lb
+        ),
+        part AS (
+            SELECT p, b, v, n, a AS p0, e AS p1 FROM cut WHERE lb <= b
+            UNION ALL
+            SELECT span.p, span.b, span.v, span.n,
+                   {greatest}(span.a, k.origin + span.b * k.w),
+                   {least}(span.e, k.origin + (span.b + 1) * k.w)
+            FROM span CROSS JOIN k
+        )
+    """  # noqa: S608
+
+
 def pieces_sql(source: str) -> str:
-    """CTEs ``seg``, ``span`` and ``part``: the readings of ``source`` (SQL with columns
-    ``p`` the point, ``t`` epoch seconds, ``v`` the value or NULL, ``fresh`` 1 for a
-    reading inside the range and 0 for the one held into it, ``hold`` the point's hold
-    limit) cut into one row per bucket each value covers: ``p``, ``b`` the bucket,
-    ``v``, ``n`` (1 on a reading's own bucket), [``p0``, ``p1``) the seconds it held there.
-    Needs the CTE ``k`` (``CONSTANTS_SQL``: ``lo``, ``hi`` the range in epoch seconds;
-    bucket ``b`` is [origin + b·w, + w); ``now``: the last value holds no later, unless
-    its reading is stamped later still, by a clock ahead)."""
+    """CTEs ending in ``part`` (``_split_sql``) for the readings of ``source`` (SQL with
+    columns ``p`` the point, ``t`` epoch seconds, ``v`` the value or NULL, ``fresh`` 1
+    for a reading inside the range and 0 for the one held into it, ``hold`` the point's
+    hold limit). Needs the CTE ``k`` (``CONSTANTS_SQL``: ``lo``, ``hi`` the range in
+    epoch seconds; bucket ``b`` is [origin + b·w, + w); ``now``: the last value holds no
+    later, unless its reading is stamped later still, by a clock ahead)."""
     _, least, greatest = sql_functions()
     return f"""
         seg AS (
@@ -147,21 +177,12 @@ def pieces_sql(source: str) -> str:
                                    s.t + s.hold), k.hi) AS e
             FROM ({source}) AS s CROSS JOIN k
         ),
-        span (p, v, a, e, n, b, lb) AS (
-            SELECT seg.p, seg.v, {greatest}(seg.t, k.lo), seg.e, seg.fresh,
-                   CAST(FLOOR(({greatest}(seg.t, k.lo) - k.origin) / k.w) AS BIGINT),
-                   CAST(CEILING((seg.e - k.origin) / k.w) AS BIGINT) - 1
+        clip AS (
+            SELECT seg.p, seg.v, {greatest}(seg.t, k.lo) AS a, seg.e, seg.fresh AS n
             FROM seg CROSS JOIN k
             WHERE seg.v IS NOT NULL AND seg.e > {greatest}(seg.t, k.lo)
-            UNION ALL
-            SELECT p, v, a, e, 0, b + 1, lb FROM span WHERE b < lb
         ),
-        part AS (
-            SELECT span.p, span.b, span.v, span.n,
-                   {greatest}(span.a, k.origin + span.b * k.w) AS p0,
-                   {least}(span.e, k.origin + (span.b + 1) * k.w) AS p1
-            FROM span CROSS JOIN k
-        )
+        {_split_sql()}
     """  # noqa: S608
 
 
@@ -185,36 +206,83 @@ def point_buckets(
 ) -> list[tuple]:
     """One query: (bucket, mean time, time-weighted average, min, max, readings, seconds
     covered) of one point's readings in [lo, hi), with the value held into ``lo`` from
-    the last reading before it (looked for no further back than ``hold``)."""
-    epoch, _, _ = sql_functions()
+    the last reading before it (looked for no further back than ``hold``).
+
+    Shaped for the chart's speed (one pass over the range's readings, as fast as the
+    plain ``AVG … GROUP BY`` it replaces; bench/RESULTS.md, pages): ``LEAD`` gives where
+    each value ends, and each reading is summed into its own bucket up to the bucket's
+    end. Only the last value of a bucket can run on past its end (the next reading ends
+    the others), so ``g`` keeps it per bucket (``xv`` until ``xe``), and the recursive
+    CTE spreads those few over the buckets they cover: at most one row per bucket."""
+    epoch, least, _ = sql_functions()
     table, point_col, time_col, value_col = _reading_columns()
     t = epoch.format(col=time_col)
     adapt = connection.ops.adapt_datetimefield_value
     lo_s, hi_s = lo.timestamp(), hi.timestamp()
     before = datetime.fromtimestamp(lo_s - hold, tz=lo.tzinfo)
-    source = f"""
-        SELECT {point_col} AS p, {t} AS t, {value_col} AS v, 1 AS fresh,
-               CAST(%s AS DOUBLE PRECISION) AS hold
-        FROM {table}
-        WHERE {point_col} = %s AND {time_col} >= %s AND {time_col} < %s
-        UNION ALL
-        SELECT p, t, v, fresh, hold FROM (
-            SELECT {point_col} AS p, {t} AS t, {value_col} AS v, 0 AS fresh,
-                   CAST(%s AS DOUBLE PRECISION) AS hold
-            FROM {table}
-            WHERE {point_col} = %s AND {time_col} < %s AND {time_col} >= %s
-            ORDER BY {time_col} DESC LIMIT 1
-        ) AS held
+    last_end = "CASE WHEN {t} < k.now THEN k.now ELSE k.hi END"
+    bucket_end = "k.origin + (FLOOR((a - k.origin) / k.w) + 1) * k.w"
+    sql = f"""
+        WITH RECURSIVE {CONSTANTS_SQL},
+        g AS (
+            SELECT b, SUM(v * d) AS vd, SUM((a + d / 2) * d) AS td, MIN(v) AS low,
+                   MAX(v) AS high, SUM(n) AS n, SUM(d) AS d,
+                   MAX(CASE WHEN e > be THEN e END) AS xe, MAX(CASE WHEN e > be THEN v END) AS xv
+            FROM (
+                SELECT CAST(FLOOR((a - k.origin) / k.w) AS BIGINT) AS b, v, a, e, n,
+                       {bucket_end} AS be, {least}(e, {bucket_end}) - a AS d
+                FROM (
+                    SELECT s.t AS a, s.v, 1 AS n,
+                           {least}({least}(COALESCE(LEAD(s.t) OVER (ORDER BY s.ts),
+                                                    {last_end.format(t="s.t")}),
+                                           s.t + %s), k.hi) AS e
+                    FROM (
+                        SELECT {time_col} AS ts, {t} AS t, {value_col} AS v FROM {table}
+                        WHERE {point_col} = %s AND {time_col} >= %s AND {time_col} < %s
+                    ) AS s CROSS JOIN k
+                    UNION ALL
+                    SELECT k.lo, h.v, 0,
+                           {least}({least}(COALESCE(h.next, {last_end.format(t="h.t")}),
+                                           h.t + %s), k.hi)
+                    FROM (
+                        SELECT {t} AS t, {value_col} AS v,
+                               (SELECT {t} FROM {table} WHERE {point_col} = %s
+                                AND {time_col} >= %s AND {time_col} < %s
+                                ORDER BY {time_col} LIMIT 1) AS next
+                        FROM {table}
+                        WHERE {point_col} = %s AND {time_col} < %s AND {time_col} >= %s
+                        ORDER BY {time_col} DESC LIMIT 1
+                    ) AS h CROSS JOIN k
+                ) AS segments CROSS JOIN k
+                WHERE v IS NOT NULL AND e > a
+            ) AS own
+            GROUP BY b
+        ),
+        span (b, v, e) AS (
+            SELECT b + 1, xv, xe FROM g WHERE xe IS NOT NULL
+            UNION ALL
+            SELECT span.b + 1, span.v, span.e FROM span CROSS JOIN k
+            WHERE k.origin + (span.b + 1) * k.w < span.e
+        ),
+        part AS (
+            SELECT b, vd, td, low, high, n, d FROM g
+            UNION ALL
+            SELECT b, v * d, (a + d / 2) * d, v, v, 0, d FROM (
+                SELECT span.b, span.v, k.origin + span.b * k.w AS a,
+                       {least}(span.e, k.origin + (span.b + 1) * k.w)
+                       - (k.origin + span.b * k.w) AS d
+                FROM span CROSS JOIN k
+            ) AS spread
+        )
+        SELECT b, SUM(td) / SUM(d), SUM(vd) / SUM(d), MIN(low), MAX(high), SUM(n), SUM(d)
+        FROM part WHERE d > 0 GROUP BY b ORDER BY b
     """  # noqa: S608
-    cursor.execute(
-        f"WITH RECURSIVE {CONSTANTS_SQL}, {pieces_sql(source)} "  # noqa: S608
-        f"SELECT b, {BUCKET_COLUMNS_SQL} FROM part WHERE p1 > p0 GROUP BY b ORDER BY b",
-        [
-            lo_s, hi_s, origin, width, now.timestamp(),
-            hold, point_id, adapt(lo), adapt(hi),
-            hold, point_id, adapt(lo), adapt(before),
-        ],
-    )  # fmt: skip
+    params = [
+        lo_s, hi_s, origin, width, now.timestamp(),
+        hold, point_id, adapt(lo), adapt(hi),
+        hold, point_id, adapt(lo), adapt(hi), point_id, adapt(lo), adapt(before),
+    ]  # fmt: skip
+    cursor.execute(sql, params)
     return cursor.fetchall()
 
 
