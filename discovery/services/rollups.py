@@ -19,7 +19,7 @@ from django.utils import timezone
 from discovery.models import BACnetDailyStat, BACnetHourlyStat, BACnetPoint, BACnetReading
 from discovery.services.time_weighted import (
     CONSTANTS_SQL,
-    pieces_sql,
+    buckets_sql,
     sql_functions,
     with_hold_limit,
 )
@@ -75,7 +75,7 @@ def roll_up(period: Period, start: datetime | None = None, end: datetime | None 
     if end is not None:
         hi = bucket_floor(end, period)
         hi += BUCKET[period] if hi < end else timedelta(0)
-    epoch, _, _ = sql_functions()
+    epoch = sql_functions()[0]
     quote = connection.ops.quote_name
     table, readings = quote(model._meta.db_table), quote(BACnetReading._meta.db_table)
     t = epoch.format(col="r.timestamp")
@@ -98,18 +98,32 @@ def roll_up(period: Period, start: datetime | None = None, end: datetime | None 
             "AND r2.timestamp < %s AND r2.timestamp >= %s)"
         )
         source_params += [adapt(lo), adapt(lo - timedelta(seconds=settings.BACNET_HOLD_MAX_S))]
+    _, least, greatest = sql_functions()
+    # Where each value ends: the point's next reading, its hold limit or now, whichever
+    # comes first; clipped to the window, then cut into buckets (time_weighted).
+    segments = f"""
+        SELECT p, {greatest}(t, k.lo) AS a, v, e, fresh AS n FROM (
+            SELECT s.p, s.t, s.v, s.fresh,
+                   {least}({least}(COALESCE(LEAD(s.t) OVER (PARTITION BY s.p ORDER BY s.t),
+                                            CASE WHEN s.t < k.now THEN k.now ELSE k.hi END),
+                                   s.t + s.hold), k.hi) AS e
+            FROM ({source}) AS s CROSS JOIN k
+        ) AS ends CROSS JOIN k
+        WHERE v IS NOT NULL AND e > {greatest}(t, k.lo)
+    """  # noqa: S608
     bucket_start = _BUCKET_START_SQL.get(connection.vendor, _BUCKET_START_SQL["postgresql"])
-    time_average = "SUM(v * (p1 - p0)) / SUM(p1 - p0)"
+    time_average = "SUM(vd) / SUM(d)"
     # Only table names and ORM-compiled SQL are interpolated; values are params.
     # SQLite needs the WHERE to parse INSERT … SELECT … ON CONFLICT unambiguously.
     sql = (
         f"INSERT INTO {table} (point_id, bucket_start, minimum, maximum, average, count, "  # noqa: S608
         "time_average, covered_s) "
-        f"WITH RECURSIVE holds (p, hold) AS ({holds}), {CONSTANTS_SQL}, {pieces_sql(source)} "
-        f"SELECT p, {bucket_start}, MIN(v), MAX(v), "
-        f"COALESCE(SUM(CASE WHEN n = 1 THEN v END) / NULLIF(SUM(n), 0), {time_average}), "
-        f"SUM(n), {time_average}, SUM(p1 - p0) "
-        "FROM part CROSS JOIN k WHERE p1 > p0 GROUP BY p, b, k.w "
+        f"WITH RECURSIVE holds (p, hold) AS ({holds}), {CONSTANTS_SQL}, "
+        f"{buckets_sql(segments)} "
+        f"SELECT p, {bucket_start}, MIN(low), MAX(high), "
+        f"COALESCE(SUM(vsum) / NULLIF(SUM(n), 0), {time_average}), "
+        f"SUM(n), {time_average}, SUM(d) "
+        "FROM part CROSS JOIN k WHERE d > 0 GROUP BY p, b, k.w "
         "ON CONFLICT (point_id, bucket_start) DO UPDATE SET "
         "minimum = excluded.minimum, maximum = excluded.maximum, "
         "average = excluded.average, count = excluded.count, "

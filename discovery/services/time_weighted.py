@@ -130,68 +130,53 @@ CONSTANTS_SQL = (
 )
 
 
-def _split_sql() -> str:
-    """CTEs ``cut``, ``span`` and ``part``: the held values of the CTE ``clip`` (``p``
-    the point, ``a`` where the value starts in the range, ``e`` where it ends, ``v``,
-    ``n`` 1 for a reading inside the range) cut at the bucket boundaries: ``part`` has
-    ``p``, ``b`` the bucket, ``v``, ``n``, and [``p0``, ``p1``) the seconds held there.
-    Most values lie inside one bucket and pass straight through; only those crossing a
-    boundary go through the recursive CTE, one row per bucket they cover."""
-    _, least, greatest = sql_functions()
+def buckets_sql(segments: str) -> str:
+    """CTEs ``g``, ``span`` and ``part`` cutting held values at bucket boundaries.
+
+    ``segments`` is SQL with columns ``p`` (the point), ``a`` and ``e`` (the value holds
+    over [a, e), epoch seconds, clipped to the range), ``v`` (not NULL) and ``n`` (1 for
+    a reading inside the range, 0 for the value held into it). Each segment is summed
+    into the bucket it starts in, up to that bucket's end (``g``, one pass, grouped).
+    Only the last segment of a bucket can run on past its end (the next reading ends
+    the others), so ``g`` keeps it (``xv`` until ``xe``) and the recursive ``span``
+    spreads those few over the buckets they cover: at most one row per bucket. ``part``
+    rows, to be summed per (p, b): ``vd`` value-seconds, ``td`` time-seconds (for the
+    mean time), ``low``, ``high``, ``n``, ``d`` seconds, ``vsum`` the readings' values.
+    Needs the CTE ``k`` (``CONSTANTS_SQL``: bucket ``b`` is [origin + b·w, + w))."""
+    _, least, _ = sql_functions()
+    bucket_end = "k.origin + (FLOOR((own.a - k.origin) / k.w) + 1) * k.w"
     return f"""
-        cut AS (
-            SELECT clip.p, clip.v, clip.a, clip.e, clip.n,
-                   CAST(FLOOR((clip.a - k.origin) / k.w) AS BIGINT) AS b,
-                   CAST(CEILING((clip.e - k.origin) / k.w) AS BIGINT) - 1 AS lb
-            FROM clip CROSS JOIN k
+        g AS (
+            SELECT p, b, SUM(v * d) AS vd, SUM((a + d / 2) * d) AS td, MIN(v) AS low,
+                   MAX(v) AS high, SUM(n) AS n, SUM(d) AS d,
+                   SUM(CASE WHEN n = 1 THEN v END) AS vsum,
+                   MAX(CASE WHEN e > be THEN e END) AS xe,
+                   MAX(CASE WHEN e > be THEN v END) AS xv
+            FROM (
+                SELECT own.p, CAST(FLOOR((own.a - k.origin) / k.w) AS BIGINT) AS b, own.v,
+                       own.a, own.e, own.n, {bucket_end} AS be,
+                       {least}(own.e, {bucket_end}) - own.a AS d
+                FROM ({segments}) AS own CROSS JOIN k
+            ) AS pieces
+            GROUP BY p, b
         ),
-        span (p, v, a, e, n, b, lb) AS (
-            SELECT p, v, a, e, n, b, lb FROM cut WHERE lb > b
+        span (p, b, v, e) AS (
+            SELECT p, b + 1, xv, xe FROM g WHERE xe IS NOT NULL
             UNION ALL
-            SELECT p, v, a, e, 0, b + 1, lb FROM span WHERE b < lb
+            SELECT span.p, span.b + 1, span.v, span.e FROM span CROSS JOIN k
+            WHERE k.origin + (span.b + 1) * k.w < span.e
         ),
         part AS (
-            SELECT p, b, v, n, a AS p0, e AS p1 FROM cut WHERE lb <= b
+            SELECT p, b, vd, td, low, high, n, d, vsum FROM g
             UNION ALL
-            SELECT span.p, span.b, span.v, span.n,
-                   {greatest}(span.a, k.origin + span.b * k.w),
-                   {least}(span.e, k.origin + (span.b + 1) * k.w)
-            FROM span CROSS JOIN k
+            SELECT p, b, v * d, (a + d / 2) * d, v, v, 0, d, NULL FROM (
+                SELECT span.p, span.b, span.v, k.origin + span.b * k.w AS a,
+                       {least}(span.e, k.origin + (span.b + 1) * k.w)
+                       - (k.origin + span.b * k.w) AS d
+                FROM span CROSS JOIN k
+            ) AS spread
         )
     """  # noqa: S608
-
-
-def pieces_sql(source: str) -> str:
-    """CTEs ending in ``part`` (``_split_sql``) for the readings of ``source`` (SQL with
-    columns ``p`` the point, ``t`` epoch seconds, ``v`` the value or NULL, ``fresh`` 1
-    for a reading inside the range and 0 for the one held into it, ``hold`` the point's
-    hold limit). Needs the CTE ``k`` (``CONSTANTS_SQL``: ``lo``, ``hi`` the range in
-    epoch seconds; bucket ``b`` is [origin + b·w, + w); ``now``: the last value holds no
-    later, unless its reading is stamped later still, by a clock ahead)."""
-    _, least, greatest = sql_functions()
-    return f"""
-        seg AS (
-            SELECT s.p, s.t, s.v, s.fresh,
-                   {least}({least}(COALESCE(LEAD(s.t) OVER (PARTITION BY s.p ORDER BY s.t),
-                                            CASE WHEN s.t < k.now THEN k.now ELSE k.hi END),
-                                   s.t + s.hold), k.hi) AS e
-            FROM ({source}) AS s CROSS JOIN k
-        ),
-        clip AS (
-            SELECT seg.p, seg.v, {greatest}(seg.t, k.lo) AS a, seg.e, seg.fresh AS n
-            FROM seg CROSS JOIN k
-            WHERE seg.v IS NOT NULL AND seg.e > {greatest}(seg.t, k.lo)
-        ),
-        {_split_sql()}
-    """  # noqa: S608
-
-
-# Per bucket: time-weighted mean time, time-weighted average, minimum and maximum (with
-# the held value), readings, seconds covered.
-BUCKET_COLUMNS_SQL = (
-    "SUM((p0 + p1) / 2 * (p1 - p0)) / SUM(p1 - p0), SUM(v * (p1 - p0)) / SUM(p1 - p0), "
-    "MIN(v), MAX(v), SUM(n), SUM(p1 - p0)"
-)
 
 
 def point_buckets(
@@ -208,12 +193,9 @@ def point_buckets(
     covered) of one point's readings in [lo, hi), with the value held into ``lo`` from
     the last reading before it (looked for no further back than ``hold``).
 
-    Shaped for the chart's speed (one pass over the range's readings, as fast as the
-    plain ``AVG … GROUP BY`` it replaces; bench/RESULTS.md, pages): ``LEAD`` gives where
-    each value ends, and each reading is summed into its own bucket up to the bucket's
-    end. Only the last value of a bucket can run on past its end (the next reading ends
-    the others), so ``g`` keeps it per bucket (``xv`` until ``xe``), and the recursive
-    CTE spreads those few over the buckets they cover: at most one row per bucket."""
+    Shaped for the chart's speed: ``LEAD`` over the range's readings alone gives where
+    each value ends (the held value is found by two index probes and added after), and
+    ``buckets_sql`` sums them in one pass."""
     epoch, least, _ = sql_functions()
     table, point_col, time_col, value_col = _reading_columns()
     t = epoch.format(col=time_col)
@@ -221,62 +203,37 @@ def point_buckets(
     lo_s, hi_s = lo.timestamp(), hi.timestamp()
     before = datetime.fromtimestamp(lo_s - hold, tz=lo.tzinfo)
     last_end = "CASE WHEN {t} < k.now THEN k.now ELSE k.hi END"
-    bucket_end = "k.origin + (FLOOR((a - k.origin) / k.w) + 1) * k.w"
-    sql = f"""
-        WITH RECURSIVE {CONSTANTS_SQL},
-        g AS (
-            SELECT b, SUM(v * d) AS vd, SUM((a + d / 2) * d) AS td, MIN(v) AS low,
-                   MAX(v) AS high, SUM(n) AS n, SUM(d) AS d,
-                   MAX(CASE WHEN e > be THEN e END) AS xe, MAX(CASE WHEN e > be THEN v END) AS xv
+    segments = f"""
+        SELECT 0 AS p, a, v, e, n FROM (
+            SELECT s.t AS a, s.v, 1 AS n,
+                   {least}({least}(COALESCE(LEAD(s.t) OVER (ORDER BY s.ts),
+                                            {last_end.format(t="s.t")}),
+                                   s.t + %s), k.hi) AS e
             FROM (
-                SELECT CAST(FLOOR((a - k.origin) / k.w) AS BIGINT) AS b, v, a, e, n,
-                       {bucket_end} AS be, {least}(e, {bucket_end}) - a AS d
-                FROM (
-                    SELECT s.t AS a, s.v, 1 AS n,
-                           {least}({least}(COALESCE(LEAD(s.t) OVER (ORDER BY s.ts),
-                                                    {last_end.format(t="s.t")}),
-                                           s.t + %s), k.hi) AS e
-                    FROM (
-                        SELECT {time_col} AS ts, {t} AS t, {value_col} AS v FROM {table}
-                        WHERE {point_col} = %s AND {time_col} >= %s AND {time_col} < %s
-                    ) AS s CROSS JOIN k
-                    UNION ALL
-                    SELECT k.lo, h.v, 0,
-                           {least}({least}(COALESCE(h.next, {last_end.format(t="h.t")}),
-                                           h.t + %s), k.hi)
-                    FROM (
-                        SELECT {t} AS t, {value_col} AS v,
-                               (SELECT {t} FROM {table} WHERE {point_col} = %s
-                                AND {time_col} >= %s AND {time_col} < %s
-                                ORDER BY {time_col} LIMIT 1) AS next
-                        FROM {table}
-                        WHERE {point_col} = %s AND {time_col} < %s AND {time_col} >= %s
-                        ORDER BY {time_col} DESC LIMIT 1
-                    ) AS h CROSS JOIN k
-                ) AS segments CROSS JOIN k
-                WHERE v IS NOT NULL AND e > a
-            ) AS own
-            GROUP BY b
-        ),
-        span (b, v, e) AS (
-            SELECT b + 1, xv, xe FROM g WHERE xe IS NOT NULL
+                SELECT {time_col} AS ts, {t} AS t, {value_col} AS v FROM {table}
+                WHERE {point_col} = %s AND {time_col} >= %s AND {time_col} < %s
+            ) AS s CROSS JOIN k
             UNION ALL
-            SELECT span.b + 1, span.v, span.e FROM span CROSS JOIN k
-            WHERE k.origin + (span.b + 1) * k.w < span.e
-        ),
-        part AS (
-            SELECT b, vd, td, low, high, n, d FROM g
-            UNION ALL
-            SELECT b, v * d, (a + d / 2) * d, v, v, 0, d FROM (
-                SELECT span.b, span.v, k.origin + span.b * k.w AS a,
-                       {least}(span.e, k.origin + (span.b + 1) * k.w)
-                       - (k.origin + span.b * k.w) AS d
-                FROM span CROSS JOIN k
-            ) AS spread
-        )
-        SELECT b, SUM(td) / SUM(d), SUM(vd) / SUM(d), MIN(low), MAX(high), SUM(n), SUM(d)
-        FROM part WHERE d > 0 GROUP BY b ORDER BY b
+            SELECT k.lo, h.v, 0,
+                   {least}({least}(COALESCE(h.next, {last_end.format(t="h.t")}),
+                                   h.t + %s), k.hi)
+            FROM (
+                SELECT {t} AS t, {value_col} AS v,
+                       (SELECT {t} FROM {table} WHERE {point_col} = %s
+                        AND {time_col} >= %s AND {time_col} < %s
+                        ORDER BY {time_col} LIMIT 1) AS next
+                FROM {table}
+                WHERE {point_col} = %s AND {time_col} < %s AND {time_col} >= %s
+                ORDER BY {time_col} DESC LIMIT 1
+            ) AS h CROSS JOIN k
+        ) AS segments
+        WHERE v IS NOT NULL AND e > a
     """  # noqa: S608
+    sql = (
+        f"WITH RECURSIVE {CONSTANTS_SQL}, {buckets_sql(segments)} "  # noqa: S608
+        "SELECT b, SUM(td) / SUM(d), SUM(vd) / SUM(d), MIN(low), MAX(high), SUM(n), SUM(d) "
+        "FROM part WHERE d > 0 GROUP BY b ORDER BY b"
+    )
     params = [
         lo_s, hi_s, origin, width, now.timestamp(),
         hold, point_id, adapt(lo), adapt(hi),
