@@ -131,7 +131,8 @@ def downsample(
             raw = [None] * (buckets + 1)  # reported as buckets, not raw readings
         elif len(raw) <= buckets:
             # The summary still weighs by time, over one bucket the range wide.
-            whole = point_buckets(cursor, point_id, start, end, start_s, end_s - start_s, hold, now)
+            span = max(end_s - start_s, 1e-3)
+            whole = point_buckets(cursor, point_id, start, end, start_s, span, hold, now)
             summary = summarise(whole)
             rows = [(None, t, v, v, v, 1) for t, v in raw]
             if held is not None and now > start:
