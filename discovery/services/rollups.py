@@ -84,7 +84,8 @@ def roll_up(period: Period, start: datetime | None = None, end: datetime | None 
     in_window = "r.timestamp < %s" + (" AND r.timestamp >= %s" if lo is not None else "")
     window_params = [adapt(hi)] + ([adapt(lo)] if lo is not None else [])
     source = (
-        f"SELECT r.point_id AS p, {t} AS t, r.value AS v, 1 AS fresh, h.hold AS hold "  # noqa: S608
+        f"SELECT r.point_id AS p, {t} AS t, r.timestamp AS ts, r.value AS v, 1 AS fresh, "  # noqa: S608
+        "h.hold AS hold "
         f"FROM {readings} AS r JOIN holds AS h ON h.p = r.point_id WHERE {in_window}"
     )
     source_params: list[Any] = list(window_params)
@@ -92,7 +93,7 @@ def roll_up(period: Period, start: datetime | None = None, end: datetime | None 
         # The reading held into the window: each point's last before it (an index probe
         # per point, no further back than the longest hold).
         source += (
-            f" UNION ALL SELECT r.point_id, {t}, r.value, 0, h.hold FROM holds AS h "  # noqa: S608
+            f" UNION ALL SELECT r.point_id, {t}, r.timestamp, r.value, 0, h.hold FROM holds AS h "  # noqa: S608
             f"JOIN {readings} AS r ON r.point_id = h.p AND r.timestamp = ("
             f"SELECT MAX(r2.timestamp) FROM {readings} AS r2 WHERE r2.point_id = h.p "
             "AND r2.timestamp < %s AND r2.timestamp >= %s)"
@@ -104,7 +105,7 @@ def roll_up(period: Period, start: datetime | None = None, end: datetime | None 
     segments = f"""
         SELECT p, {greatest}(t, k.lo) AS a, v, e, fresh AS n FROM (
             SELECT s.p, s.t, s.v, s.fresh,
-                   {least}({least}(COALESCE(LEAD(s.t) OVER (PARTITION BY s.p ORDER BY s.t),
+                   {least}({least}(COALESCE(LEAD(s.t) OVER (PARTITION BY s.p ORDER BY s.ts),
                                             CASE WHEN s.t < k.now THEN k.now ELSE k.hi END),
                                    s.t + s.hold), k.hi) AS e
             FROM ({source}) AS s CROSS JOIN k
@@ -118,7 +119,9 @@ def roll_up(period: Period, start: datetime | None = None, end: datetime | None 
     sql = (
         f"INSERT INTO {table} (point_id, bucket_start, minimum, maximum, average, count, "  # noqa: S608
         "time_average, covered_s) "
-        f"WITH RECURSIVE holds (p, hold) AS ({holds}), {CONSTANTS_SQL}, "
+        # MATERIALIZED: each point's hold limit once, not once per reading (inlined,
+        # PostgreSQL ran its keeping-rule subqueries a million times for 1 M readings).
+        f"WITH RECURSIVE holds (p, hold) AS MATERIALIZED ({holds}), {CONSTANTS_SQL}, "
         f"{buckets_sql(segments)} "
         f"SELECT p, {bucket_start}, MIN(low), MAX(high), "
         f"COALESCE(SUM(vsum) / NULLIF(SUM(n), 0), {time_average}), "
@@ -132,6 +135,10 @@ def roll_up(period: Period, start: datetime | None = None, end: datetime | None 
     lo_s = lo.timestamp() if lo is not None else 0.0
     params = [*hold_params, lo_s, hi.timestamp(), 0.0, width, now.timestamp(), *source_params]
     with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # JIT compiling this query's many expressions took 4.7 s of 11 s for 1 M
+            # readings (bench/RESULTS.md, rollups): off for this transaction.
+            cursor.execute("SET LOCAL jit = off")
         cursor.execute(sql, params)
         return cursor.rowcount
 
