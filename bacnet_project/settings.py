@@ -302,6 +302,10 @@ BACNET_RETENTION_DAILY_DAYS = env.int("BACNET_RETENTION_DAILY_DAYS", default=0)
 # "heartbeat_minutes": 15}, "binary-input": {"heartbeat_minutes": 60}}; each point's own
 # deadband / heartbeat fields win. Empty: every reading is stored.
 BACNET_STORE_RULES: dict[str, dict[str, float]] = env.json("BACNET_STORE_RULES", default={})
+# The longest a stored value is held (charts, statistics, CSV) when no reading follows:
+# a point's hold limit is its expected gap between readings plus two polls, at most this
+# (discovery/services/time_weighted.py, docs/history.md). Default a day.
+BACNET_HOLD_MAX_S = env.int("BACNET_HOLD_MAX_S", default=86400)
 BACNET_WORKER_HEARTBEAT_S = env.int("BACNET_WORKER_HEARTBEAT_S", default=10)
 BACNET_JOB_STALE_AFTER_S = env.int("BACNET_JOB_STALE_AFTER_S", default=120)
 BACNET_JOB_MAX_ATTEMPTS = env.int("BACNET_JOB_MAX_ATTEMPTS", default=3)

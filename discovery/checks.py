@@ -36,6 +36,7 @@ _POSITIVE_SETTINGS = (
     ("BACNET_COV_FLUSH_S", 0.01),
     ("BACNET_COV_CHECK_S", 1),
     ("BACNET_COV_RETRY_S", 1),
+    ("BACNET_HOLD_MAX_S", 1),
 )
 
 

@@ -348,7 +348,9 @@ class BACnetReading(models.Model):
 
 
 class StatBase(models.Model):
-    """Min, max, average and count of a point's numeric readings over one bucket."""
+    """Min, max, average and count of a point's numeric readings over one bucket, and
+    their time-weighted average (``discovery.services.time_weighted``). A bucket with no
+    reading but a value held into it has count 0 and that value as its figures."""
 
     point = models.ForeignKey(BACnetPoint, on_delete=models.CASCADE, related_name="+")
     bucket_start = models.DateTimeField()
@@ -360,6 +362,10 @@ class StatBase(models.Model):
     # what irregular readings (change of value) need; equal to ``average`` for regular
     # polls. Null for buckets rolled up before it existed.
     time_average = models.FloatField(null=True, blank=True)
+    # The seconds of the bucket a value was known (held within its point's hold limit):
+    # what a longer average weighs this bucket's ``time_average`` by. Null for buckets
+    # rolled up before it existed.
+    covered_s = models.FloatField(null=True, blank=True)
 
     class Meta:
         abstract = True

@@ -317,8 +317,22 @@ class TrendPointSerializer(serializers.Serializer):
     first_state = serializers.IntegerField(help_text="The value of states[0] (0 or 1).")
 
 
+class TrendSummarySerializer(serializers.Serializer):
+    """The range's statistics, time-weighted: each value weighs the seconds it held."""
+
+    time_average = serializers.FloatField(
+        allow_null=True, help_text="Each value weighted by how long it held (within its hold)."
+    )
+    minimum = serializers.FloatField(allow_null=True, help_text="Held values included.")
+    maximum = serializers.FloatField(allow_null=True, help_text="Held values included.")
+    readings = serializers.IntegerField(help_text="Stored readings in the range.")
+    covered_seconds = serializers.FloatField(help_text="Seconds a value was known.")
+
+
 class TrendSerializer(serializers.Serializer):
-    """Downsampled readings: parallel lists, times in seconds since the epoch."""
+    """Downsampled readings: parallel lists, times in seconds since the epoch. Bucket
+    averages are time-weighted: a value holds from its reading until the next one, for
+    at most ``hold_seconds``; a bucket with no reading but a held value has count 0."""
 
     point = TrendPointSerializer()
     start = serializers.DateTimeField()
@@ -330,7 +344,13 @@ class TrendSerializer(serializers.Serializer):
     avg = serializers.ListField(child=serializers.FloatField())
     min = serializers.ListField(child=serializers.FloatField())
     max = serializers.ListField(child=serializers.FloatField())
-    count = serializers.ListField(child=serializers.IntegerField())
+    count = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Readings; 0: a value held from before."
+    )
+    hold_seconds = serializers.FloatField(
+        help_text="The point's hold limit: how long a value holds with no reading after it."
+    )
+    summary = TrendSummarySerializer()
     raw_since = serializers.DateTimeField(
         allow_null=True, help_text="Raw readings before this are gone (retention)."
     )

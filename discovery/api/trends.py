@@ -1,16 +1,17 @@
 """Trend data for charts, downsampled in SQL so that a year of minute data draws fast.
 
-When the range holds at most ``buckets`` readings they come back as they are. Otherwise
-the range is cut into ``buckets`` equal slices and the database returns one row per slice
-that holds readings (average, minimum, maximum, count and the mean time of its
-readings): a bounded envelope whatever the range, computed by one aggregate query over
-the (point, timestamp) index.
+When the range holds at most ``buckets`` readings they come back as they are (led by the
+value held into the range). Otherwise the range is cut into ``buckets`` equal slices and
+the database returns one row per slice that a value covers (time-weighted average,
+minimum, maximum, count and mean time): a bounded envelope whatever the range, computed
+by one query over the (point, timestamp) index (``time_weighted.point_buckets``: see
+``downsample`` for how long a value holds).
 
 With buckets an hour wide or wider (a week or more) on PostgreSQL, the whole hours the
 rollup has already summarised come from the hourly statistics (one row per hour instead
 of sixty readings) and only the edges from the readings: a year's chart went from
-415 ms to about 16 ms (bench/RESULTS.md, pages). Averages are weighted by each hour's
-count, so they equal the averages over the readings.
+415 ms to about 16 ms (bench/RESULTS.md, pages). Each hour's ``time_average`` weighs
+the seconds it covers (``covered_s``), so the buckets equal those from the readings.
 
 Where raw readings are gone (``BACNET_RETENTION_RAW_DAYS``), a range reaching back
 before the retention's cutoff is always drawn from the hourly statistics (buckets of an
@@ -25,19 +26,20 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from discovery.models import BACnetHourlyStat, BACnetPoint, BACnetReading
+from discovery.services.time_weighted import (
+    hold_limit,
+    merge_buckets,
+    point_buckets,
+    sql_functions,
+    summarise,
+)
 from discovery.units import unit_symbol
 
 DEFAULT_BUCKETS = 1000
 MAX_BUCKETS = 5000
-
-# Seconds since the epoch of the reading's time, per database.
-_EPOCH_SQL = {
-    "postgresql": "EXTRACT(EPOCH FROM {col})::float8",
-    # SQLite keeps aware datetimes as UTC text; julianday() reads it.
-    "sqlite": "((julianday({col}) - 2440587.5) * 86400.0)",
-}
 
 
 def _column(field_name: str) -> str:
@@ -66,59 +68,84 @@ def retention_note(start: datetime, now: datetime | None = None) -> tuple[dateti
     )
 
 
-def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> dict[str, Any]:
-    """Bucketed readings of one point in [start, end): lists ready for the chart."""
+def _raw_readings(
+    cursor: Any, point_id: int, start: datetime, end: datetime, hold: float, limit: int
+) -> tuple[list[tuple[float, float]], float | None]:
+    """Up to ``limit`` readings of the range as they are, and the value held into its
+    start from the last reading before it (None if none within the hold limit)."""
+    epoch, _, _ = sql_functions()
+    quote = connection.ops.quote_name
+    table = quote(BACnetReading._meta.db_table)
+    time_col, value_col, point_col = (quote(_column(n)) for n in ("timestamp", "value", "point"))
+    t = epoch.format(col=time_col)
+    adapt = connection.ops.adapt_datetimefield_value
+    # One round trip: the readings (kind 1), then the value held into the range (kind 0).
+    # Every identifier comes from the model, every value is a parameter.
+    cursor.execute(
+        f"SELECT 1, t, v FROM (SELECT {t} AS t, {value_col} AS v FROM {table} "  # noqa: S608
+        f"WHERE {point_col} = %s AND {time_col} >= %s AND {time_col} < %s "
+        f"AND {value_col} IS NOT NULL ORDER BY {time_col} LIMIT %s) AS inside "
+        f"UNION ALL SELECT 0, NULL, v FROM (SELECT {value_col} AS v FROM {table} "
+        f"WHERE {point_col} = %s AND {time_col} < %s AND {time_col} >= %s "
+        f"ORDER BY {time_col} DESC LIMIT 1) AS held",
+        [
+            point_id, adapt(start), adapt(end), limit,
+            point_id, adapt(start), adapt(start - timedelta(seconds=hold)),
+        ],
+    )  # fmt: skip
+    rows = cursor.fetchall()
+    raw = sorted((t, v) for kind, t, v in rows if kind == 1)
+    before = [v for kind, _, v in rows if kind == 0]
+    return raw, (before[0] if before else None)
+
+
+def downsample(
+    point_id: int, start: datetime, end: datetime, buckets: int, now: datetime | None = None
+) -> dict[str, Any]:
+    """Bucketed readings of one point in [start, end): lists ready for the chart.
+
+    Time-weighted (``discovery.services.time_weighted``): a reading's value holds until
+    the next reading, for at most the point's hold limit (its heartbeat or poll period
+    plus two polls, or ``BACNET_HOLD_MAX_S`` for change-of-value and deadband-only
+    points: store on change and COV store nothing while the value stands still), and
+    never past now. A bucket's average weighs each value by the seconds it held there,
+    the value held into the bucket from the last reading before it included; a bucket
+    with no reading but a held value shows that value (count 0), as a step chart
+    expects; minimum and maximum include the held value. ``summary`` is the same over
+    the whole range."""
     buckets = max(1, min(int(buckets), MAX_BUCKETS))
+    now = now or timezone.now()
     raw_since, note = retention_note(start)
     start_s, end_s = start.timestamp(), end.timestamp()
     width = max((end_s - start_s) / buckets, 1e-3)
-    meta = BACnetReading._meta
-    quote = connection.ops.quote_name
-    table = quote(meta.db_table)
-    time_col = quote(_column("timestamp"))
-    value_col = quote(_column("value"))
-    point_col = quote(_column("point"))
-    epoch = _EPOCH_SQL.get(connection.vendor, _EPOCH_SQL["postgresql"]).format(col=time_col)
-    # Every identifier above comes from the model, every value is a parameter.
-    sql = f"""
-        SELECT CAST(FLOOR(({epoch} - %s) / %s) AS INTEGER) AS bucket,
-               AVG({epoch}), AVG({value_col}), MIN({value_col}), MAX({value_col}), COUNT(*)
-        FROM {table}
-        WHERE {point_col} = %s AND {time_col} >= %s AND {time_col} < %s
-              AND {value_col} IS NOT NULL
-        GROUP BY bucket
-        ORDER BY bucket
-    """  # noqa: S608
-    adapt = connection.ops.adapt_datetimefield_value
-    params = [point_id, adapt(start), adapt(end)]
-    raw_sql = f"""
-        SELECT {epoch}, {value_col}
-        FROM {table}
-        WHERE {point_col} = %s AND {time_col} >= %s AND {time_col} < %s
-              AND {value_col} IS NOT NULL
-        ORDER BY {time_col}
-        LIMIT %s
-    """  # noqa: S608
+    hold = hold_limit(point_id)
     with connection.cursor() as cursor:
         # Few readings (a short range, a new point): send them as they are.
-        cursor.execute(raw_sql, [*params, buckets + 1])
-        raw = cursor.fetchall()
+        raw: list[Any]
+        raw, held = _raw_readings(cursor, point_id, start, end, hold, buckets + 1)
         if raw_since is not None and connection.vendor == "postgresql":
             # Part of the range survives only as statistics: hours from them, the rest
             # (after the cutoff) from the readings.
             width = max(math.ceil(width / 3600), 1) * 3600
-            rows = _buckets_from_hourly_stats(cursor, point_id, start, end, width)
+            rows = _buckets_from_hourly_stats(cursor, point_id, start, end, width, hold, now)
             raw = [None] * (buckets + 1)  # reported as buckets, not raw readings
         elif len(raw) <= buckets:
+            # The summary still weighs by time, over one bucket the range wide.
+            span = max(end_s - start_s, 1e-3)
+            whole = point_buckets(cursor, point_id, start, end, start_s, span, hold, now)
+            summary = summarise(whole)
             rows = [(None, t, v, v, v, 1) for t, v in raw]
+            if held is not None and now > start:
+                rows.insert(0, (None, start_s, held, held, held, 0))
         elif width >= 3600 and connection.vendor == "postgresql":
             # Whole hours per bucket, from the start's hour: each summarised hour then
             # falls inside one bucket, as its readings would.
             width = math.ceil(width / 3600) * 3600
-            rows = _buckets_from_hourly_stats(cursor, point_id, start, end, width)
+            rows = _buckets_from_hourly_stats(cursor, point_id, start, end, width, hold, now)
         else:
-            cursor.execute(sql, [start_s, width, *params])
-            rows = cursor.fetchall()
+            rows = point_buckets(cursor, point_id, start, end, start_s, width, hold, now)
+    if len(raw) > buckets:
+        summary = summarise(rows)
     return {
         "start": start.isoformat(),
         "end": end.isoformat(),
@@ -129,6 +156,8 @@ def downsample(point_id: int, start: datetime, end: datetime, buckets: int) -> d
         "min": [row[3] for row in rows],
         "max": [row[4] for row in rows],
         "count": [row[5] for row in rows],
+        "hold_seconds": hold,
+        "summary": summary.as_dict(),
         "raw_since": raw_since.isoformat() if raw_since else None,
         "note": note,
     }
@@ -172,12 +201,18 @@ def _next_hour(moment: datetime) -> datetime:
 
 
 def _buckets_from_hourly_stats(
-    cursor: Any, point_id: int, start: datetime, end: datetime, width: float
+    cursor: Any,
+    point_id: int,
+    start: datetime,
+    end: datetime,
+    width: float,
+    hold: float,
+    now: datetime,
 ) -> list[tuple]:
-    """(bucket, mean time, average, min, max, count) rows, like the readings query, with
-    the summarised whole hours read from ``BACnetHourlyStat`` (PostgreSQL)."""
+    """(bucket, mean time, time-weighted average, min, max, count, seconds covered) rows,
+    like ``point_buckets``, with the summarised whole hours read from ``BACnetHourlyStat``
+    (PostgreSQL): each hour's ``time_average`` weighted by the seconds it covers."""
     stats = connection.ops.quote_name(BACnetHourlyStat._meta.db_table)
-    readings = connection.ops.quote_name(BACnetReading._meta.db_table)
     cursor.execute(
         f"SELECT min(bucket_start), max(bucket_start) FROM {stats} "  # noqa: S608
         "WHERE point_id = %s AND bucket_start >= %s AND bucket_start + interval '1 hour' <= %s",
@@ -187,28 +222,25 @@ def _buckets_from_hourly_stats(
     # Hours from the statistics, [covered_from, covered_to); readings before and after.
     covered_from = first or end
     covered_to = last + _HOUR if last is not None else end
+    origin = start.replace(minute=0, second=0, microsecond=0).timestamp()
     cursor.execute(
         f"""
-        WITH parts AS (
-            SELECT EXTRACT(EPOCH FROM bucket_start)::float8 + 1800 AS t, count AS n,
-                   average * count AS total, minimum AS low, maximum AS high
+        SELECT b, SUM(mid * c) / SUM(c), SUM(av * c) / SUM(c), MIN(minimum), MAX(maximum),
+               SUM(count), SUM(c)
+        FROM (
+            SELECT CAST(FLOOR((date_part('epoch', bucket_start) - %s) / %s) AS INTEGER) AS b,
+                   date_part('epoch', bucket_start) + COALESCE(covered_s, 3600) / 2 AS mid,
+                   COALESCE(time_average, average) AS av, minimum, maximum, count,
+                   COALESCE(covered_s, 3600) AS c
             FROM {stats}
             WHERE point_id = %s AND bucket_start >= %s AND bucket_start < %s
-            UNION ALL
-            SELECT EXTRACT(EPOCH FROM timestamp)::float8, 1, value, value, value
-            FROM {readings}
-            WHERE point_id = %s AND value IS NOT NULL AND (
-                (timestamp >= %s AND timestamp < %s) OR (timestamp >= %s AND timestamp < %s)
-            )
-        )
-        SELECT CAST(FLOOR((t - %s) / %s) AS INTEGER) AS bucket,
-               SUM(t * n) / SUM(n), SUM(total) / SUM(n), MIN(low), MAX(high), SUM(n)
-        FROM parts GROUP BY bucket ORDER BY bucket
+        ) AS hours
+        GROUP BY b
         """,  # noqa: S608
-        [
-            point_id, covered_from, covered_to,
-            point_id, start, covered_from, covered_to, end,
-            start.replace(minute=0, second=0, microsecond=0).timestamp(), width,
-        ],
-    )  # fmt: skip
-    return cursor.fetchall()
+        [origin, width, point_id, covered_from, covered_to],
+    )
+    parts = cursor.fetchall()
+    for lo, hi in ((start, covered_from), (covered_to, end)):
+        if lo < hi:
+            parts += point_buckets(cursor, point_id, lo, hi, origin, width, hold, now)
+    return merge_buckets(parts)

@@ -22,7 +22,12 @@ from discovery.api import filters, serializers
 from discovery.api.pagination import CappedLimitOffsetPagination, ReadingCursorPagination
 from discovery.api.ranges import RangeError, resolve_range
 from discovery.api.trends import DEFAULT_BUCKETS, downsample, trend_point
-from discovery.csv_export import export_filename, readings_csv_response
+from discovery.csv_export import (
+    ExportError,
+    export_filename,
+    parse_every,
+    readings_csv_response,
+)
 from discovery.jobs import JobError, backend_status, request_job, task_status
 from discovery.models import (
     Alarm,
@@ -157,14 +162,33 @@ class ReadingViewSet(SiteScoped, mixins.ListModelMixin, viewsets.GenericViewSet)
     ordering_fields = ["timestamp"]
     search_fields: list[str] = []
 
-    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "every",
+                str,
+                description="e.g. 5m: one row per point every 5 minutes, the value held "
+                "from its last reading (read_at), instead of the stored readings",
+            )
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
     @action(detail=False, methods=["get"], pagination_class=None)
     def export(self, request: Request) -> StreamingHttpResponse:
         filterset = filters.ReadingFilter(request.query_params, queryset=self.get_queryset())
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
-        name = export_filename(filterset.form.cleaned_data)
-        return readings_csv_response(filterset.qs.select_related(None), name)
+        chosen = filterset.form.cleaned_data
+        try:
+            return readings_csv_response(
+                filterset.qs.select_related(None),
+                export_filename(chosen),
+                every=parse_every(request.query_params.get("every")),
+                start=chosen.get("start"),
+                end=chosen.get("end"),
+            )
+        except ExportError as exc:
+            raise ValidationError({"every": str(exc)}) from exc
 
 
 class HourlyStatViewSet(SiteScoped, mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -92,12 +92,14 @@ def test_irregular_readings_get_a_time_weighted_average(point):
     """GIVEN change-of-value readings: 20 for 50 minutes, then a burst of three 100s in
     the last ten minutes THEN the plain average says 80, the time-weighted one what the
     point actually was: 20 for 50 minutes and 100 for 10."""
+    point.keeping = "cov"  # a value holds until it changes (up to BACNET_HOLD_MAX_S)
+    point.save()
     add(point, 0, 20.0)
     for second in (0, 1, 2):
         BACnetReading.objects.create(
             point=point, timestamp=T0 + timedelta(minutes=50, seconds=second), value=100.0
         )
-    roll_up("hour")
+    roll_up("hour", T0, T0 + timedelta(hours=1))
     stat = BACnetHourlyStat.objects.get()
     assert stat.average == pytest.approx(80.0)
     assert stat.time_average == pytest.approx((20 * 50 + 100 * 10) / 60)
@@ -107,5 +109,67 @@ def test_regular_polls_have_equal_plain_and_time_weighted_averages(point):
     for minute in range(60):
         add(point, minute, float(minute % 7))
     roll_up("hour")
-    stat = BACnetHourlyStat.objects.get()
+    # The last reading holds two polls, into the next hour (a row with count 0).
+    stat = BACnetHourlyStat.objects.get(bucket_start=T0)
     assert stat.time_average == pytest.approx(stat.average)
+
+
+def test_an_hour_with_no_reading_gets_the_value_held_into_it(point, settings):
+    """GIVEN a change-of-value point: 7 at 08:10, nothing until 9 at 10:30 THEN 09:00 has
+    no reading but held 7 all hour (count 0, every figure 7), and 10:00 is 7 for half an
+    hour and 9 for the other half (time-weighted 8; its one reading's plain average 9)."""
+    settings.BACNET_HOLD_MAX_S = 86400
+    point.keeping = "cov"
+    point.save()
+    add(point, 10, 7.0)
+    add(point, 150, 9.0)
+    roll_up("hour", T0, T0 + timedelta(hours=3))
+    stats = {
+        s.bucket_start: (s.count, s.average, s.time_average, s.minimum, s.maximum, s.covered_s)
+        for s in BACnetHourlyStat.objects.all()
+    }
+    assert stats == {
+        T0: (1, 7.0, 7.0, 7.0, 7.0, 50 * 60),
+        T0 + timedelta(hours=1): (0, 7.0, 7.0, 7.0, 7.0, 3600),
+        T0 + timedelta(hours=2): (1, 9.0, pytest.approx(8.0), 7.0, 9.0, 3600),
+    }
+    # A window of 09:00 alone finds the value held into it from 08:10.
+    BACnetHourlyStat.objects.all().delete()
+    roll_up("hour", T0 + timedelta(hours=1), T0 + timedelta(hours=2))
+    stat = BACnetHourlyStat.objects.get()
+    assert (stat.bucket_start, stat.count, stat.time_average) == (T0 + timedelta(hours=1), 0, 7.0)
+
+
+def test_a_value_holds_no_longer_than_the_points_hold_limit(point, settings):
+    """GIVEN a polled point storing every reading (read every minute: hold limit two
+    minutes) whose device died after 08:59 THEN 09:00 holds its last value two minutes
+    (covered 60 s of it), and no hour after has a row."""
+    settings.BACNET_COLLECT_INTERVAL_S = 60
+    add(point, 58, 4.0)
+    add(point, 59, 6.0)
+    roll_up("hour", T0, T0 + timedelta(hours=5))
+    stats = list(BACnetHourlyStat.objects.order_by("bucket_start"))
+    assert [s.bucket_start for s in stats] == [T0, T0 + timedelta(hours=1)]
+    assert (stats[0].time_average, stats[0].covered_s) == (pytest.approx(5.0), 120)
+    assert (stats[1].count, stats[1].time_average, stats[1].covered_s) == (0, 6.0, 60)
+
+
+def test_a_store_on_change_point_gets_exact_time_weighted_hours(point, settings):
+    """GIVEN deadband 0.5 and heartbeat 20 min (hold limit 22 min): 10 at 08:00, 12 at
+    08:15, 12 at 08:35 (heartbeat), 11 at 08:45 THEN 08:00 = (10x15 + 12x30 + 11x15)/60;
+    09:00 has 11 held from 08:45 until 09:07."""
+    settings.BACNET_COLLECT_INTERVAL_S = 60
+    point.deadband, point.heartbeat_minutes = 0.5, 20
+    point.save()
+    for minute, value in [(0, 10.0), (15, 12.0), (35, 12.0), (45, 11.0)]:
+        add(point, minute, value)
+    roll_up("hour", T0, T0 + timedelta(hours=2))
+    first, second = BACnetHourlyStat.objects.order_by("bucket_start")
+    assert first.time_average == pytest.approx((10 * 15 + 12 * 30 + 11 * 15) / 60)
+    assert (first.count, first.average, first.covered_s) == (4, pytest.approx(45 / 4), 3600)
+    assert (second.count, second.time_average, second.covered_s) == (0, 11.0, 7 * 60)
+    # The daily statistic weighs the same way: 67 minutes covered.
+    roll_up("day", T0, T0 + timedelta(hours=2))
+    day = BACnetDailyStat.objects.get()
+    assert day.time_average == pytest.approx((10 * 15 + 12 * 30 + 11 * 22) / 67)
+    assert (day.count, day.covered_s) == (4, 67 * 60)

@@ -103,12 +103,22 @@
   function describe(data, zone) {
     var text = data.t.length + " points, times in " + zone;
     if (data.bucket_seconds >= 1) {
-      text += "; each the average of up to " + Math.round(data.bucket_seconds) + " s of readings";
+      text += "; each the time-weighted average of up to " + Math.round(data.bucket_seconds) + " s";
       text += data.point.drawn_as === "steps"
         ? " (lowest and highest state in each)"
         : " (thin lines: minimum and maximum)";
     } else {
       text += "; each a reading as it was read";
+    }
+    var summary = data.summary || {};
+    if (summary.time_average !== null && summary.time_average !== undefined && data.point.drawn_as !== "steps") {
+      // Time-weighted: what the point was over the range, not the mean of its readings.
+      var units = data.point.units ? " " + data.point.units : "";
+      text += ". Over the range: time-weighted average " + String(+summary.time_average.toPrecision(6)) + units +
+        ", minimum " + String(+summary.minimum.toPrecision(6)) + units +
+        ", maximum " + String(+summary.maximum.toPrecision(6)) + units +
+        " (" + summary.readings + " readings; a value holds until the next, at most " +
+        Math.round(data.hold_seconds / 60) + " min)";
     }
     return text + "." + (data.note ? " " + data.note : "");
   }
