@@ -232,6 +232,7 @@ CELERY_TASK_ROUTES = (
         "discovery.tasks.calculate_daily_stats": {"queue": "default"},
         "discovery.tasks.relinquish_due_overrides": {"queue": "default"},
         "discovery.tasks.maintain_readings": {"queue": "default"},
+        "discovery.tasks.request_event_polls": {"queue": "default"},
     },
 )
 # At-least-once for BACnet work: acknowledge after the task ran, hand a task back if its
@@ -279,6 +280,11 @@ BACNET_COV_CONFIRMED = env.bool("BACNET_COV_CONFIRMED", default=False)
 BACNET_COV_FLUSH_S = env.float("BACNET_COV_FLUSH_S", default=0.5)
 BACNET_COV_CHECK_S = env.int("BACNET_COV_CHECK_S", default=900)
 BACNET_COV_RETRY_S = env.int("BACNET_COV_RETRY_S", default=3600)
+# Alarms (docs/bacnet.md "Alarms and events"): how often devices that support it are
+# asked GetEventInformation / GetAlarmSummary (0: never), and the process identifier and
+# kind of notifications the worker asks for when it registers as a recipient.
+BACNET_EVENT_POLL_S = env.int("BACNET_EVENT_POLL_S", default=300)
+BACNET_EVENT_PROCESS_ID = env.int("BACNET_EVENT_PROCESS_ID", default=1)
 # The collection period installed in the "Collect readings" schedule on the first migrate;
 # afterwards the schedule (admin) is the one source of truth, in both backends.
 BACNET_COLLECT_INTERVAL_S = env.int("BACNET_COLLECT_INTERVAL_S", default=60)

@@ -557,6 +557,9 @@ class BACnetWorker(models.Model):
     interface = models.CharField(max_length=64, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(default=timezone.now)
+    # Event notifications this process received: {"received", "garbage", "dropped",
+    # "unknown_objects", "lost"} since it started (services.alarm_events).
+    event_counts = models.JSONField(default=dict, blank=True)
     current_task = models.ForeignKey(
         BACnetTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

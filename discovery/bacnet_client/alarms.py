@@ -90,7 +90,7 @@ class AlarmsMixin:
 
         rounds = len(devices) / max(1, self.config.read_concurrency) + 1
         limit_s = rounds * self.config.request_timeout_s * (events.MAX_PAGES + 2) + 10
-        return self._run(work, limit_s)  # type: ignore[no-any-return]
+        return self._run(work, limit_s)
 
     def acknowledge_alarm(self, ack: AlarmAck) -> None:
         """AcknowledgeAlarm; raises ``BACnetError`` with the device's reason."""
@@ -123,4 +123,4 @@ class AlarmsMixin:
                 outcomes.append(outcome)
             return outcomes
 
-        return self._run(work, self.config.device_deadline_s + 10)  # type: ignore[no-any-return]
+        return self._run(work, self.config.device_deadline_s + 10)

@@ -307,7 +307,9 @@ async def acknowledge_alarm(s: Session, ack: AlarmAck) -> None:
         timeStamp=stamp_value(bp, ack.event_stamp),
         acknowledgmentSource=ack.source[:64],
         timeOfAcknowledgment=bp.TimeStamp(
-            dateTime=bp.DateTime(date=bp.Date.now(now.timestamp()), time=bp.Time.now(now.timestamp()))
+            dateTime=bp.DateTime(
+                date=bp.Date.now(now.timestamp()), time=bp.Time.now(now.timestamp())
+            )
         ),
     )
     request.pduDestination = s.address

@@ -222,12 +222,16 @@ class EventServicesMixin:
         octets, which its IPv4 link cannot send to: make it the IPv4 address it is."""
         destination = getattr(apdu, "pduDestination", None)
         if (
-            isinstance(apdu, ConfirmedEventNotificationRequest | UnconfirmedEventNotificationRequest)
+            isinstance(
+                apdu, ConfirmedEventNotificationRequest | UnconfirmedEventNotificationRequest
+            )
             and isinstance(destination, LocalStation)
             and destination.addrLen == 6
         ):
             apdu.pduDestination = IPv4Address(destination.addrAddr)
-        if isinstance(apdu, ConfirmedEventNotificationRequest | UnconfirmedEventNotificationRequest):
+        if isinstance(
+            apdu, ConfirmedEventNotificationRequest | UnconfirmedEventNotificationRequest
+        ):
             self._fix_transition_fields(apdu)
         return super().request(apdu)  # type: ignore[misc]
 
@@ -266,7 +270,9 @@ class EventServicesMixin:
         ]
         if after is not None:
             key = (int(after[0]), after[1])
-            active = [o for o in active if (int(o.objectIdentifier[0]), o.objectIdentifier[1]) > key]
+            active = [
+                o for o in active if (int(o.objectIdentifier[0]), o.objectIdentifier[1]) > key
+            ]
         for obj in active[:EVENT_INFO_PAGE]:
             nc = obj._notification_class_object
             summaries.append(
