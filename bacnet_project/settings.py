@@ -285,6 +285,8 @@ BACNET_COV_RETRY_S = env.int("BACNET_COV_RETRY_S", default=3600)
 # kind of notifications the worker asks for when it registers as a recipient.
 BACNET_EVENT_POLL_S = env.int("BACNET_EVENT_POLL_S", default=300)
 BACNET_EVENT_PROCESS_ID = env.int("BACNET_EVENT_PROCESS_ID", default=1)
+# Event notifications kept in memory while the database is away (the oldest go first).
+BACNET_EVENT_BUFFER = env.int("BACNET_EVENT_BUFFER", default=50_000)
 # The collection period installed in the "Collect readings" schedule on the first migrate;
 # afterwards the schedule (admin) is the one source of truth, in both backends.
 BACNET_COLLECT_INTERVAL_S = env.int("BACNET_COLLECT_INTERVAL_S", default=60)

@@ -5,8 +5,9 @@ Notifications arrive on the client's loop thread and wait in its bounded queue;
 ``EventStore.flush`` (called by the worker's COV keeper thread, every
 ``BACNET_COV_FLUSH_S``, in both backends) applies everything that arrived in one
 transaction: a storm costs one transaction per flush, not one per packet. While the
-database is away the notices stay in ``pending`` (at most ``MAX_PENDING``; what the
-bound drops is counted in ``lost`` and logged) and are applied when it is back.
+database is away the notices stay in ``pending`` (at most ``BACNET_EVENT_BUFFER``; what
+the bound drops is counted in ``lost``, logged, and shown on the worker's row) and are
+applied when it is back.
 
 A notification about an object the product never enumerated gets a point of its own
 (polling off, its description says so), so its alarm is visible; one from a device the
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -42,7 +44,6 @@ from discovery.services.alarms import DEVICE_SOURCES, raise_alarms
 
 log = logging.getLogger(__name__)
 
-MAX_PENDING = 50_000
 _Key = tuple[int, str, int]  # device instance, object type, object instance
 
 
@@ -187,7 +188,7 @@ class EventStore:
         self.totals["received"] += len(notices)
         self.totals["garbage"] += garbage
         self.totals["dropped"] += dropped
-        overflow = len(self.pending) - MAX_PENDING
+        overflow = len(self.pending) - settings.BACNET_EVENT_BUFFER
         if overflow > 0:
             del self.pending[:overflow]
             self.totals["lost"] += overflow
@@ -199,6 +200,7 @@ class EventStore:
             )
         if garbage:
             log.warning("Event notifications with garbage parameters dropped: %s", garbage)
+        self._save_totals()
         applied = 0
         if self.pending:
             counts = apply_notices(self.pending, self.site_id)
@@ -213,7 +215,7 @@ class EventStore:
                     counts.get("raised", 0),
                     counts.get("cleared", 0),
                 )
-        self._save_totals()
+            self._save_totals()
         return applied
 
     def _save_totals(self) -> None:

@@ -335,3 +335,37 @@ class EventServicesMixin:
             received.source,
         )
         await app.response(SimpleAckPDU(context=apdu))
+
+
+def raw_event_notification(
+    device: int,
+    object_type: str,
+    instance: int,
+    *,
+    to_state: int = 3,
+    from_state: int = 0,
+    priority: int = 100,
+    process_id: int = 1,
+) -> bytes:
+    """A whole BACnet/IP datagram (BVLL, NPDU, APDU) carrying an UnconfirmedEvent-
+    Notification with whatever values are given: tests send it raw to check that
+    nonsense (a state that is no event state, priority 999) is counted and dropped."""
+    from bacpypes3.apdu import UnconfirmedEventNotificationRequest as Request
+    from bacpypes3.basetypes import EventType
+
+    request = Request(
+        processIdentifier=process_id,
+        initiatingDeviceIdentifier=ObjectIdentifier(("device", device)),
+        eventObjectIdentifier=ObjectIdentifier((object_type, instance)),
+        timeStamp=TimeStamp.as_time(),
+        notificationClass=NOTIFICATION_CLASS,
+        priority=priority,
+        eventType=EventType.outOfRange,
+        notifyType=NotifyType.alarm,
+        ackRequired=False,
+        fromState=EventState(from_state),
+        toState=EventState(to_state),
+    )
+    apdu = request.encode().encode().pduData  # parameters, then the APDU header
+    npdu = b"\x01\x00" + bytes(apdu)
+    return b"\x81\x0a" + (4 + len(npdu)).to_bytes(2, "big") + npdu
