@@ -241,7 +241,12 @@ class CovKeeper(threading.Thread):
         try:
             return work(client)
         except (DatabaseError, InterfaceError) as exc:
-            log.warning("COV: database unreachable (%s); %s kept", exc, len(self.pending))
+            log.warning(
+                "COV keeper: database unreachable (%s); %s COV and %s event notifications kept",
+                exc,
+                len(self.pending),
+                len(self.events.pending),
+            )
         except Exception:  # the threads must outlive any one failure
             log.exception("COV keeper step failed")
         finally:

@@ -136,9 +136,7 @@ def _check_raise_ack_clear(site: SimulatedSite, field: BACnetClient, backend: st
 
     # Back to normal: cleared.
     _set(field, device, "analog-input", ALARM_AI, NORMAL_VALUE)
-    wait_until(
-        lambda: Alarm.objects.get(pk=alarm.pk).cleared_at is not None, scaled(10), "cleared"
-    )
+    wait_until(lambda: Alarm.objects.get(pk=alarm.pk).cleared_at is not None, scaled(10), "cleared")
     alarm.refresh_from_db()
     assert alarm.event_state == "normal" and alarm.acknowledged_by == user
 
@@ -150,9 +148,7 @@ def _check_raise_ack_clear(site: SimulatedSite, field: BACnetClient, backend: st
     assert state.event_state == "offnormal" and state.event_type == "change-of-state"
     assert state.message == "Filter dirty"
     _set(field, device, "binary-input", ALARM_BI, "inactive")
-    wait_until(
-        lambda: _open_alarm(device, "binary-input", ALARM_BI) is None, scaled(10), "cleared"
-    )
+    wait_until(lambda: _open_alarm(device, "binary-input", ALARM_BI) is None, scaled(10), "cleared")
 
 
 def test_it_raises_acknowledges_and_clears_alarms_with_the_database_worker(
