@@ -141,3 +141,95 @@ def test_it_does_not_raise_again_from_flags_read_before_the_device_cleared_it(db
         cleared_at=read_at + timedelta(seconds=10),
     )
     assert sync_alarms() == (0, 0)
+
+
+@pytest.fixture
+def database_backend(settings):
+    settings.BACNET_BACKEND = "database"  # jobs recorded and "sent" without a broker
+
+
+def test_it_creates_alarms_in_one_place_one_open_per_point(db):
+    from discovery.services.alarms import raise_alarms
+
+    point, other = PointFactory(), PointFactory()
+    now = timezone.now()
+    created = raise_alarms(
+        [
+            Alarm(point=point, raised_at=now, source=Alarm.Source.NOTIFICATION),
+            Alarm(point=point, raised_at=now, source=Alarm.Source.EVENT_INFO),  # second: no
+            Alarm(point=other, raised_at=now, cleared_at=now),  # history may be added
+        ]
+    )
+    assert [(a.point_id, a.source) for a in created] == [
+        (point.pk, Alarm.Source.NOTIFICATION),
+        (other.pk, Alarm.Source.STATUS_FLAGS),
+    ]
+    assert all(a.pk for a in created)
+    assert raise_alarms([Alarm(point=point, raised_at=now)]) == []
+    assert Alarm.objects.filter(point=point, cleared_at__isnull=True).count() == 1
+
+
+def test_it_sends_the_acknowledgement_to_the_device_when_it_asks(api, user, database_backend):
+    point = PointFactory(name="Zone Temp Alarmed", object_type="analog-input")
+    alarm = Alarm.objects.create(
+        point=point,
+        source=Alarm.Source.NOTIFICATION,
+        raised_at=timezone.now(),
+        event_state="high-limit",
+        ack_required=True,
+        event_stamp="time:10,0,0,0",
+        priority=100,
+    )
+    done = api.post(f"/api/alarms/{alarm.pk}/acknowledge/").json()
+    assert done["device_ack"] == "pending" and done["acknowledged_by"] == user.username
+    audit = PointCommand.objects.get(alarm=alarm)
+    assert audit.result == PointCommand.Result.PENDING
+    assert audit.task is not None and audit.task.kind == "ack_alarm"
+    assert audit.task.parameters == {"command_id": audit.pk}
+
+
+def test_it_registers_for_a_devices_alarms_from_the_page_and_the_api(
+    logged_in, api, user, database_backend
+):
+    from tests.web.factories import DeviceFactory
+
+    device = DeviceFactory()
+    page = logged_in.get(reverse("discovery:device-detail", args=[device.device_instance]))
+    assert 'id="register-alarms"' in page.content.decode()
+    response = logged_in.post(
+        reverse("discovery:device-register-alarms", args=[device.device_instance])
+    )
+    assert response.status_code == 302
+    first = PointCommand.objects.get(action=PointCommand.Action.REGISTER)
+    assert first.username == user.username and first.task.kind == "register"
+    assert first.task.parameters == {
+        "command_id": first.pk,
+        "device_id": device.pk,
+        "confirmed": True,
+    }
+    answer = api.post(
+        f"/api/devices/{device.device_instance}/register-alarms/",
+        {"confirmed": False},
+        format="json",
+    )
+    assert answer.status_code == 202
+    second = PointCommand.objects.get(pk=answer.json()["command"])
+    assert second.task.parameters["confirmed"] is False and second.value_text == "unconfirmed"
+
+
+def test_it_refuses_a_registration_without_the_permission(client, db):
+    from rest_framework.test import APIClient
+
+    from tests.web.factories import DeviceFactory
+
+    viewer = UserFactory(username="viewer")
+    device = DeviceFactory()
+    client.force_login(viewer)
+    page = client.get(reverse("discovery:device-detail", args=[device.device_instance]))
+    assert 'id="register-alarms"' not in page.content.decode()
+    url = reverse("discovery:device-register-alarms", args=[device.device_instance])
+    assert client.post(url).status_code == 403
+    api = APIClient()
+    api.force_authenticate(user=viewer)
+    assert api.post(f"/api/devices/{device.device_instance}/register-alarms/").status_code == 403
+    assert not PointCommand.objects.exists()
