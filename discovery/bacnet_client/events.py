@@ -76,7 +76,9 @@ def _unix(date: tuple | None, clock: tuple) -> float | None:
     if date is None:
         today = datetime.now().astimezone()
         year, month, day = today.year, today.month, today.day
+        clock_only = True
     else:
+        clock_only = False
         if any(p == 255 for p in date[:3]):
             return None
         year, month, day = date[0] + 1900, date[1], date[2]
@@ -85,7 +87,10 @@ def _unix(date: tuple | None, clock: tuple) -> float | None:
         local = datetime(year, month, day, clock[0], clock[1], clock[2], hundredths * 10_000)
     except ValueError:
         return None
-    return local.astimezone(UTC).timestamp()
+    unix = local.astimezone(UTC).timestamp()
+    if clock_only and unix > time.time() + 300:
+        unix -= 86_400  # a time of day later than now: yesterday's
+    return unix
 
 
 def stamp_value(bp: Any, text: str) -> Any:

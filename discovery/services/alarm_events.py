@@ -235,10 +235,13 @@ def _summary_time(summary: EventSummary, fallback: datetime) -> datetime:
     return datetime.fromtimestamp(at, tz=UTC) if at is not None else fallback
 
 
-def apply_event_information(device: BACnetDevice, info: EventInformation) -> dict[str, int]:
+def apply_event_information(
+    device: BACnetDevice, info: EventInformation, asked_at: datetime | None = None
+) -> dict[str, int]:
     """Raise alarms for objects the device says are not normal and the product did not
     know about; clear the device-reported open alarms of objects it no longer lists as
-    not normal (a return to normal whose notification was lost)."""
+    not normal (a return to normal whose notification was lost), except those raised
+    since the device was asked (``asked_at``: a notification may overtake the answer)."""
     counts: dict[str, int] = defaultdict(int)
     source = (
         Alarm.Source.EVENT_INFO
@@ -293,6 +296,8 @@ def apply_event_information(device: BACnetDevice, info: EventInformation) -> dic
         stale = Alarm.objects.filter(
             point__device=device, cleared_at__isnull=True, source__in=DEVICE_SOURCES
         ).exclude(point_id__in=listed)
+        if asked_at is not None:
+            stale = stale.filter(raised_at__lt=asked_at)
         counts["cleared"] = stale.update(cleared_at=now, event_state="normal")
         BACnetDevice.objects.filter(pk=device.pk).update(
             events_polled_at=now, alarm_services=info.service
@@ -302,6 +307,7 @@ def apply_event_information(device: BACnetDevice, info: EventInformation) -> dic
 
 def poll_devices(client: Any, devices: list[BACnetDevice]) -> dict[str, Any]:
     """Ask each device for its event states and apply the answers."""
+    asked_at = timezone.now()
     polls = client.poll_events([(d.device_instance, d.address, d.alarm_services) for d in devices])
     by_instance = {d.device_instance: d for d in devices}
     result: dict[str, Any] = {"devices": len(devices), "raised": 0, "cleared": 0, "errors": {}}
@@ -315,7 +321,7 @@ def poll_devices(client: Any, devices: list[BACnetDevice]) -> dict[str, Any]:
                 alarm_services=poll.services, events_polled_at=timezone.now()
             )
             continue
-        counts = apply_event_information(device, poll.info)
+        counts = apply_event_information(device, poll.info, asked_at)
         result["raised"] += counts.get("raised", 0)
         result["cleared"] += counts.get("cleared", 0)
     return result

@@ -212,7 +212,7 @@ def test_it_learns_polls_faults_and_storms(site, field, settings) -> None:
         assert "Not in the device's object list" in hidden.point.description
         assert not hidden.point.polling_enabled
 
-        # Back to normal while the product was not told: the next poll clears it.
+        # Back to normal: the notification (it is registered now) clears the polled alarm.
         _set(field, device, "analog-input", ALARM_AI, NORMAL_VALUE)
         wait_until(
             lambda: Alarm.objects.get(pk=learnt.pk).cleared_at is not None,
