@@ -235,6 +235,7 @@ CELERY_TASK_ROUTES = (
         # Alarm notices go out from the ordinary workers, never the BACnet worker.
         "discovery.tasks.deliver_alert": {"queue": "default"},
         "discovery.tasks.send_due_alerts": {"queue": "default"},
+        "discovery.tasks.request_event_polls": {"queue": "default"},
     },
 )
 # At-least-once for BACnet work: acknowledge after the task ran, hand a task back if its
@@ -282,6 +283,13 @@ BACNET_COV_CONFIRMED = env.bool("BACNET_COV_CONFIRMED", default=False)
 BACNET_COV_FLUSH_S = env.float("BACNET_COV_FLUSH_S", default=0.5)
 BACNET_COV_CHECK_S = env.int("BACNET_COV_CHECK_S", default=900)
 BACNET_COV_RETRY_S = env.int("BACNET_COV_RETRY_S", default=3600)
+# Alarms (docs/bacnet.md "Alarms and events"): how often devices that support it are
+# asked GetEventInformation / GetAlarmSummary (0: never), and the process identifier and
+# kind of notifications the worker asks for when it registers as a recipient.
+BACNET_EVENT_POLL_S = env.int("BACNET_EVENT_POLL_S", default=300)
+BACNET_EVENT_PROCESS_ID = env.int("BACNET_EVENT_PROCESS_ID", default=1)
+# Event notifications kept in memory while the database is away (the oldest go first).
+BACNET_EVENT_BUFFER = env.int("BACNET_EVENT_BUFFER", default=50_000)
 # The collection period installed in the "Collect readings" schedule on the first migrate;
 # afterwards the schedule (admin) is the one source of truth, in both backends.
 BACNET_COLLECT_INTERVAL_S = env.int("BACNET_COLLECT_INTERVAL_S", default=60)

@@ -144,7 +144,7 @@ class BACnetTaskAdmin(admin.ModelAdmin):
 
 @admin.register(BACnetWorker)
 class BACnetWorkerAdmin(admin.ModelAdmin):
-    list_display = ["name", "backend", "hostname", "interface", "last_heartbeat"]
+    list_display = ["name", "backend", "hostname", "interface", "last_heartbeat", "event_counts"]
 
 
 @admin.register(PointCommand)

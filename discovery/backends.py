@@ -30,6 +30,9 @@ TASK_FOR_KIND: dict[str, str] = {
     BACnetTask.Kind.COLLECT: "discovery.tasks.read_device_points",
     BACnetTask.Kind.WRITE: "discovery.tasks.write_point_value",
     BACnetTask.Kind.READ_PRIORITY: "discovery.tasks.read_priority_array",
+    BACnetTask.Kind.ACK_ALARM: "discovery.tasks.acknowledge_alarm",
+    BACnetTask.Kind.REGISTER: "discovery.tasks.register_alarm_recipient",
+    BACnetTask.Kind.POLL_EVENTS: "discovery.tasks.poll_event_information",
 }
 
 BROKER_DOWN_NOTE = "Queued: the message broker is not reachable; the job is sent when it is back."

@@ -232,3 +232,90 @@ class CovNotification:
     value: float | None = None
     text: str = ""
     status_flags: int | None = None
+
+
+@dataclass
+class EventNotice:
+    """One event notification (confirmed or unconfirmed) as it arrived, its parameters
+    turned into plain values.
+
+    ``event_stamp`` is the transition's time stamp as the device keeps it ("time:..",
+    "seq:N" or "datetime:.."): AcknowledgeAlarm must send it back unchanged.
+    ``event_time`` is the same as Unix time where it says one (a bare time of day is
+    taken as today's), else None. ``at`` is the Unix time of arrival."""
+
+    device: int
+    object_type: str
+    instance: int
+    at: float
+    process_id: int = 0
+    event_time: float | None = None
+    event_stamp: str = ""
+    notification_class: int | None = None
+    priority: int | None = None
+    event_type: str = ""
+    message: str = ""
+    notify_type: str = ""
+    ack_required: bool = False
+    from_state: str = ""
+    to_state: str = ""
+    confirmed: bool = False
+
+
+@dataclass
+class EventSummary:
+    """One object of a device that is not normal, or has a transition not acknowledged:
+    an element of GetEventInformation's answer (or GetAlarmSummary's, which says less:
+    no time stamps, priorities or notify type).
+
+    ``stamps`` and ``priorities`` are per transition: to-offnormal, to-fault, to-normal;
+    ``acked`` likewise."""
+
+    object_type: str
+    instance: int
+    event_state: str
+    acked: tuple[bool, bool, bool] = (True, True, True)
+    stamps: tuple[str, str, str] = ("", "", "")
+    times: tuple[float | None, float | None, float | None] = (None, None, None)
+    priorities: tuple[int | None, int | None, int | None] = (None, None, None)
+    notify_type: str = ""
+
+
+@dataclass
+class EventInformation:
+    """A device's answer to the event-information poll: ``service`` says which service
+    answered ("event-information" or "alarm-summary"), ``pages`` how many requests it
+    took (GetEventInformation pages with moreEvents)."""
+
+    device: int
+    service: str
+    summaries: list[EventSummary] = field(default_factory=list)
+    pages: int = 0
+
+
+@dataclass(frozen=True)
+class AlarmAck:
+    """What AcknowledgeAlarm sends: the object, the state being acknowledged (its
+    transition: offnormal states, fault or normal) and the transition's time stamp as
+    the device gave it; ``source`` names who acknowledged."""
+
+    device: int
+    address: str
+    object_type: str
+    instance: int
+    event_state: str
+    event_stamp: str
+    source: str
+    process_id: int = 0
+
+
+@dataclass(frozen=True)
+class RecipientEntry:
+    """A BACnetDestination for a notification class's recipient list: by the worker's
+    device instance (``device``) or its address (``address``, "A.B.C.D:port"), every
+    day, all day, the three transitions."""
+
+    device: int | None = None
+    address: str = ""
+    process_id: int = 0
+    confirmed: bool = True

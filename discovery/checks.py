@@ -37,6 +37,10 @@ _POSITIVE_SETTINGS = (
     ("BACNET_COV_CHECK_S", 1),
     ("BACNET_COV_RETRY_S", 1),
     ("BACNET_HOLD_MAX_S", 1),
+    # Alarms: 0 turns the event poll off; a process identifier may be 0.
+    ("BACNET_EVENT_POLL_S", 0),
+    ("BACNET_EVENT_PROCESS_ID", 0),
+    ("BACNET_EVENT_BUFFER", 1),
 )
 
 

@@ -36,6 +36,9 @@ class PointCommand(models.Model):
     class Action(models.TextChoices):
         WRITE = "write", "Write"
         RELINQUISH = "relinquish", "Relinquish"
+        # Alarms (``services.alarms``): no priority; ``alarm`` names the alarm.
+        ACKNOWLEDGE = "acknowledge", "Acknowledge alarm"
+        REGISTER = "register", "Register as alarm recipient"
 
     class Result(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -69,7 +72,10 @@ class PointCommand(models.Model):
     action = models.CharField(max_length=16, choices=Action.choices)
     value = models.FloatField(null=True, blank=True)
     value_text = models.CharField(max_length=255, blank=True)
-    priority = models.PositiveSmallIntegerField()
+    priority = models.PositiveSmallIntegerField(null=True, blank=True)
+    alarm = models.ForeignKey(
+        "discovery.Alarm", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     expires_at = models.DateTimeField(null=True, blank=True)
     reason = models.CharField(max_length=500, blank=True)
     task = models.ForeignKey(
@@ -100,7 +106,7 @@ class PointCommand(models.Model):
         permissions = [("command_point", "Can command points (write and relinquish)")]
         constraints = [
             models.CheckConstraint(
-                condition=Q(priority__gte=1, priority__lte=16),
+                condition=Q(priority__isnull=True) | Q(priority__gte=1, priority__lte=16),
                 name="%(app_label)s_%(class)s_priority_in_range",
                 violation_error_message="A BACnet priority is 1-16.",
             ),
@@ -119,6 +125,11 @@ class PointCommand(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.priority is None:
+            return (
+                f"{self.object_type},{self.object_instance} of device {self.device_instance}: "
+                f"{self.get_action_display()} by {self.username or 'system'}"
+            )
         what = self.value_text if self.action == self.Action.WRITE else "relinquish"
         return (
             f"{self.object_type},{self.object_instance} of device {self.device_instance}: "

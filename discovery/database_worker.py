@@ -92,6 +92,11 @@ class DatabaseWorker:
         if self._every("rollups", settings.BACNET_ROLLUP_INTERVAL_S):
             calculate_hourly_stats()
             calculate_daily_stats()
+        poll_s = settings.BACNET_EVENT_POLL_S
+        if poll_s > 0 and self._every("event-poll", poll_s):
+            from discovery.services.alarm_events import request_event_polls
+
+            request_event_polls()
         if self._every("maintenance", 3600):
             from discovery.services.retention import maintain_readings
 

@@ -99,6 +99,11 @@ def validate_parameters(
         # the value and the user's permission and writes the audit row first.
         "write": {"command_id"},
         "read_priority": {"point_id"},
+        # Alarm jobs are requested by discovery.services.alarms / alarm_events (the
+        # permission and the audit row come first there).
+        "ack_alarm": {"command_id"},
+        "register": {"command_id", "device_id", "confirmed"},
+        "poll_events": {"device_ids"},
     }[kind]
     unknown = set(parameters) - allowed
     if unknown:
@@ -135,6 +140,8 @@ def validate_parameters(
             _require_known_devices(cleaned["device_instances"], site or Site.default())
     elif kind in ("write", "read_priority"):
         cleaned = _command_parameters(kind, parameters)
+    elif kind in ("ack_alarm", "register", "poll_events"):
+        cleaned = _alarm_parameters(kind, parameters)
     else:
         if "device_instance" not in parameters:
             raise JobError("enumerate needs device_instance.")
@@ -160,6 +167,27 @@ def _command_parameters(kind: str, parameters: dict[str, Any]) -> dict[str, Any]
     if not model.objects.filter(pk=value).exists():
         raise JobError(f"No {name.removesuffix('_id')} {value}.")
     return {name: value}
+
+
+def _alarm_parameters(kind: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    def whole(name: str) -> int:
+        value = parameters.get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise JobError(f"{kind} needs {name} (an integer).")
+        return value
+
+    if kind == "poll_events":
+        ids = parameters.get("device_ids") or []
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids
+        ):
+            raise JobError("device_ids must be a list of device ids.")
+        return {"device_ids": ids}
+    cleaned = {"command_id": whole("command_id")}
+    if kind == "register":
+        cleaned["device_id"] = whole("device_id")
+        cleaned["confirmed"] = bool(parameters.get("confirmed", True))
+    return cleaned
 
 
 def _require_known_devices(instances: list[int], site: Site) -> None:

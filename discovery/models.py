@@ -135,6 +135,11 @@ class BACnetDevice(models.Model):
     supports_rpm = models.BooleanField(
         default=True, help_text="Cleared when the device rejects ReadPropertyMultiple."
     )
+    # How the device tells its event states when asked (its protocol-services-supported,
+    # read by the event poll): "event-information", "alarm-summary", "none", or "" (not
+    # read yet).
+    alarm_services = models.CharField(max_length=32, blank=True)
+    events_polled_at = models.DateTimeField(null=True, blank=True)
     poll_interval_s = models.PositiveIntegerField(
         null=True, blank=True, help_text="Read its points at most this often (empty: every cycle)."
     )
@@ -420,6 +425,9 @@ class BACnetTask(models.Model):
         ENUMERATE = "enumerate", "Enumerate device points"
         WRITE = "write", "Write point value"
         READ_PRIORITY = "read_priority", "Read priority array"
+        ACK_ALARM = "ack_alarm", "Acknowledge an alarm on its device"
+        REGISTER = "register", "Register as alarm recipient"
+        POLL_EVENTS = "poll_events", "Poll event information"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -564,6 +572,9 @@ class BACnetWorker(models.Model):
     interface = models.CharField(max_length=64, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     last_heartbeat = models.DateTimeField(default=timezone.now)
+    # Event notifications this process received: {"received", "garbage", "dropped",
+    # "unknown_objects", "lost"} since it started (services.alarm_events).
+    event_counts = models.JSONField(default=dict, blank=True)
     current_task = models.ForeignKey(
         BACnetTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

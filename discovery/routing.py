@@ -24,6 +24,9 @@ BACNET_TASKS = frozenset(
         "discovery.tasks.read_point_value",
         "discovery.tasks.write_point_value",
         "discovery.tasks.read_priority_array",
+        "discovery.tasks.acknowledge_alarm",
+        "discovery.tasks.register_alarm_recipient",
+        "discovery.tasks.poll_event_information",
     }
 )
 

@@ -83,6 +83,16 @@ def install_default_schedules(**_: Any) -> list[str]:
             task="discovery.tasks.send_due_alerts", interval=every_half_minute, expire_seconds=30
         ),
     }
+    event_poll = settings.BACNET_EVENT_POLL_S
+    if event_poll > 0:
+        every_event_poll, _ = IntervalSchedule.objects.get_or_create(
+            every=event_poll, period=IntervalSchedule.SECONDS
+        )
+        wanted["Poll event information"] = dict(
+            task="discovery.tasks.request_event_polls",
+            interval=every_event_poll,
+            expire_seconds=event_poll,
+        )
     created = []
     for name, fields in wanted.items():
         _, was_created = PeriodicTask.objects.get_or_create(

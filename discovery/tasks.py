@@ -127,6 +127,32 @@ def read_priority_array(self: Any, job_id: int, site: str | None = None) -> dict
     return _run(self, job_id)
 
 
+@shared_task(name="discovery.tasks.acknowledge_alarm", bind=True)
+def acknowledge_alarm(self: Any, job_id: int, site: str | None = None) -> dict | None:
+    """Send AcknowledgeAlarm for an alarm acknowledged in the product."""
+    return _run(self, job_id)
+
+
+@shared_task(name="discovery.tasks.register_alarm_recipient", bind=True)
+def register_alarm_recipient(self: Any, job_id: int, site: str | None = None) -> dict | None:
+    """Add this worker to a device's notification classes' recipient lists."""
+    return _run(self, job_id)
+
+
+@shared_task(name="discovery.tasks.poll_event_information", bind=True)
+def poll_event_information(self: Any, job_id: int, site: str | None = None) -> dict | None:
+    """Ask devices for their event states (GetEventInformation / GetAlarmSummary)."""
+    return _run(self, job_id)
+
+
+@shared_task(name="discovery.tasks.request_event_polls")
+def request_event_polls() -> int:
+    """Request an event-information poll job for each site (beat, on ``default``)."""
+    from discovery.services.alarm_events import request_event_polls as request
+
+    return request()
+
+
 @shared_task(name="discovery.tasks.relinquish_due_overrides")
 def relinquish_due_overrides() -> int:
     """Request the relinquish of every timed override whose time has come."""

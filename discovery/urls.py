@@ -33,6 +33,11 @@ urlpatterns = [
     path("audit/", commanding.audit, name="audit"),
     path("alarms/", alarms.alarm_list, name="alarm-list"),
     path("alarms/<int:pk>/acknowledge/", alarms.acknowledge_alarm, name="alarm-acknowledge"),
+    path(
+        "devices/<int:instance>/register-alarms/",
+        alarms.register_recipient,
+        name="device-register-alarms",
+    ),
     path("jobs/", jobs.job_list, name="job-list"),
     path("jobs/table/", jobs.job_table, name="job-table"),
     path("jobs/events/", jobs.job_events, name="job-events"),

@@ -152,7 +152,7 @@ def _start_cov_keeper(site: Site) -> None:
     from discovery.bacnet_client import current_client
     from discovery.services.cov import CovKeeper
 
-    _cov_keeper = CovKeeper(current_client, site.pk)
+    _cov_keeper = CovKeeper(current_client, site.pk, _identity.name if _identity else "")
     _cov_keeper.start()
 
 
@@ -381,6 +381,14 @@ def execute(task: BACnetTask, progress: Callable[[str], None]) -> dict[str, Any]
 
     params = task.parameters or {}
     client = get_client()
+    if task.kind in (
+        BACnetTask.Kind.ACK_ALARM,
+        BACnetTask.Kind.REGISTER,
+        BACnetTask.Kind.POLL_EVENTS,
+    ):
+        from discovery.services import alarm_jobs
+
+        return alarm_jobs.run_job(client, task, progress)
     if task.kind in (BACnetTask.Kind.WRITE, BACnetTask.Kind.READ_PRIORITY):
         from discovery.services import command_runs
 

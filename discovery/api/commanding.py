@@ -34,7 +34,7 @@ class PointCommandSerializer(serializers.ModelSerializer):
             "user", "created_at", "action", "value", "value_text", "priority", "expires_at",
             "reason", "job", "result", "message", "confirmed_at", "finished_at",
             "read_back_value", "read_back_text", "read_back_priority", "read_back_slots",
-            "override_state", "override_ended_at", "override_ended_by",
+            "override_state", "override_ended_at", "override_ended_by", "alarm",
         ]  # fmt: skip
         read_only_fields = fields
 

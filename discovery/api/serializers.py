@@ -366,18 +366,30 @@ class AlarmSerializer(serializers.ModelSerializer):
     acknowledged_by = serializers.CharField(
         source="acknowledged_by.username", read_only=True, default=None
     )
+    point_name = serializers.CharField(source="point.name", read_only=True)
 
     class Meta:
         model = Alarm
         fields = [
             "id",
             "point",
+            "point_name",
             "device_instance",
             "source",
+            "event_state",
+            "from_state",
+            "event_type",
+            "priority",
+            "notify_type",
+            "ack_required",
+            "notification_class",
+            "event_time",
             "raised_at",
             "cleared_at",
             "message",
             "acknowledged_at",
             "acknowledged_by",
+            "device_ack",
+            "device_ack_note",
         ]
         read_only_fields = fields

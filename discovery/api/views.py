@@ -12,7 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -40,7 +40,8 @@ from discovery.models import (
     CollectionGap,
 )
 from discovery.outcomes import cancel_job, request_discovery
-from discovery.services.alarms import acknowledge
+from discovery.services.alarms import acknowledge, request_registration
+from discovery.services.commanding import NotAllowed
 from discovery.services.cov import with_keeping
 from discovery.sites import UnknownSite, device_by_instance, scoped, site_for_request
 from discovery.windows import recent_summary
@@ -95,6 +96,24 @@ class DeviceViewSet(SiteScoped, viewsets.ReadOnlyModelViewSet):
         self.check_object_permissions(self.request, device)
         return device
 
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["post"], url_path="register-alarms")
+    def register_alarms(self, request: Request, device_instance: str | None = None) -> Response:
+        """Add the BACnet worker to the recipient list of each of the device's
+        notification classes (``{"confirmed": false}`` for unconfirmed notifications):
+        a write, with the commanding permission; 202 with the audit row and its job."""
+        device = self.get_object()
+        data = request.data if isinstance(request.data, dict) else {}
+        confirmed = data.get("confirmed", True) not in (False, "false", "0", 0)
+        try:
+            command = request_registration(device, user=request.user, confirmed=confirmed)
+        except NotAllowed as refused:
+            raise PermissionDenied(str(refused)) from None
+        return Response(
+            {"command": command.pk, "job": command.task_id, "device": device.device_instance},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
 
 class PointViewSet(SiteScoped, viewsets.ReadOnlyModelViewSet):
     site_field = "device__site"
@@ -128,7 +147,9 @@ class PointViewSet(SiteScoped, viewsets.ReadOnlyModelViewSet):
 
 class AlarmViewSet(SiteScoped, viewsets.ReadOnlyModelViewSet):
     """Alarms, active first (``cleared_at`` null), newest first. POST
-    ``acknowledge/`` records who acknowledged it (409 if someone already did)."""
+    ``acknowledge/`` records who acknowledged it (409 if someone already did; 403
+    without the commanding permission) and, where the device asks for it, sends
+    AcknowledgeAlarm (``device_ack`` follows it; the audit row is in the commands)."""
 
     queryset = Alarm.objects.select_related("point__device", "acknowledged_by").order_by(
         F("cleared_at").desc(nulls_first=True), "-raised_at"
@@ -142,7 +163,11 @@ class AlarmViewSet(SiteScoped, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def acknowledge(self, request: Request, pk: str | None = None) -> Response:
         alarm = self.get_object()
-        if not acknowledge(alarm, request.user):
+        try:
+            done = acknowledge(alarm, request.user)
+        except NotAllowed as refused:
+            raise PermissionDenied(str(refused)) from None
+        if not done:
             return Response(
                 {"detail": f"Alarm {alarm.pk} was already acknowledged."},
                 status=status.HTTP_409_CONFLICT,

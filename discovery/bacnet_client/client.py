@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from discovery.bacnet_client.alarms import AlarmsMixin
 from discovery.bacnet_client.command import CommandingMixin
 from discovery.bacnet_client.convert import safe_text
 from discovery.bacnet_client.deadline import (
@@ -52,9 +53,11 @@ log = logging.getLogger(__name__)
 MAX_INSTANCE = 4194303
 
 
-class BACnetClient(CommandingMixin, ClientRuntime):
+class BACnetClient(AlarmsMixin, CommandingMixin, ClientRuntime):
     """Synchronous facade over one BAC0 application on an event-loop thread (discover,
-    enumerate, read; write and relinquish from ``command.CommandingMixin``).
+    enumerate, read; write and relinquish from ``command.CommandingMixin``; event
+    notifications, event information, AcknowledgeAlarm and recipient registration from
+    ``alarms.AlarmsMixin``).
 
     Thread-safe: any number of caller threads may use one started client. Never call it
     from the loop thread itself (on_device callbacks run in the caller's thread)."""

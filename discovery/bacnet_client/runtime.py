@@ -37,6 +37,7 @@ from discovery.bacnet_client.config import (
 )
 from discovery.bacnet_client.convert import enum_text, int_or_none, safe_text
 from discovery.bacnet_client.cov import CovReceiver
+from discovery.bacnet_client.events import EventReceiver
 from discovery.bacnet_client.session import Session
 from discovery.bacnet_client.stack import load_stack, quiet_bac0_loggers
 from discovery.bacnet_types import BACnetConfigError, BACnetError, BACnetTimeout
@@ -92,6 +93,7 @@ class ClientRuntime:
         self._interface: InterfaceSpec | None = None
         self._iam_listeners: list[Callable[[IAmSeen], None]] = []
         self.cov = CovReceiver(self)
+        self.events = EventReceiver(self)
         self.pid = os.getpid()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -218,6 +220,7 @@ class ClientRuntime:
         self._app = app
         self._hook_i_am(app)
         self.cov.hook(app)
+        self.events.hook(app)
         link = next(iter(app.link_layers.values()))
         pending = list(getattr(link.server, "_transport_tasks", []))
         if pending:

@@ -55,7 +55,7 @@ def load_stack() -> SimpleNamespace:
         logging.getLogger("bacpypes3").setLevel(logging.CRITICAL)
 
         from bacpypes3 import apdu as bp_apdu
-        from bacpypes3 import basetypes, pdu, primitivedata, vendor
+        from bacpypes3 import basetypes, errors, pdu, primitivedata, vendor
 
         _stack = SimpleNamespace(
             BAC0=BAC0,
@@ -67,6 +67,20 @@ def load_stack() -> SimpleNamespace:
             WhoIsRequest=bp_apdu.WhoIsRequest,
             SubscribeCOVRequest=bp_apdu.SubscribeCOVRequest,
             SimpleAckPDU=bp_apdu.SimpleAckPDU,
+            GetEventInformationRequest=bp_apdu.GetEventInformationRequest,
+            GetAlarmSummaryRequest=bp_apdu.GetAlarmSummaryRequest,
+            AcknowledgeAlarmRequest=bp_apdu.AcknowledgeAlarmRequest,
+            ParameterOutOfRange=errors.ParameterOutOfRange,
+            TimeStamp=basetypes.TimeStamp,
+            DateTime=basetypes.DateTime,
+            Date=primitivedata.Date,
+            Time=primitivedata.Time,
+            EventState=basetypes.EventState,
+            EventTransitionBits=basetypes.EventTransitionBits,
+            DaysOfWeek=basetypes.DaysOfWeek,
+            Destination=basetypes.Destination,
+            Recipient=basetypes.Recipient,
+            DeviceAddress=basetypes.DeviceAddress,
             get_object_class=lambda object_type: vendor.get_vendor_info(0).get_object_class(
                 primitivedata.ObjectType(object_type)
             ),

@@ -143,7 +143,7 @@ def carry_out(client: BACnetClient, task: BACnetTask, progress: Callable[[str], 
                 point.object_type,
                 point.object_instance,
                 value,
-                command.priority,
+                command.priority or 16,  # writes always have one (the audit row's rule)
             )
         except BACnetError as exc:
             return _finish(command, _failure(exc), plain_reason(exc))
@@ -167,7 +167,7 @@ def _written(command: PointCommand, state: CommandState | None) -> str:
     if command.action == PointCommand.Action.RELINQUISH:
         return Result.RELINQUISHED
     current = state.current_priority if state is not None else None
-    if current is not None and current < command.priority:
+    if current is not None and command.priority is not None and current < command.priority:
         return Result.NOT_IN_CONTROL
     return Result.WRITTEN
 

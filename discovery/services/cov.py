@@ -16,6 +16,9 @@ loop thread keeps receiving between tasks, and this thread keeps storing. It
 
 What arrives while the database is away is kept (bounded by ``MAX_PENDING``) and
 written when it is back; what the bound drops is logged with its count.
+
+The same thread applies the event notifications the worker received (alarms:
+``alarm_events.EventStore``), on the same rhythm and with the same buffering.
 """
 
 from __future__ import annotations
@@ -195,8 +198,13 @@ class CovKeeper(threading.Thread):
     keeps subscriptions up (subscribing thousands of points takes a while: the
     notifications must not wait for it)."""
 
-    def __init__(self, client_of: Callable[[], Any], site_id: int | None = None) -> None:
+    def __init__(
+        self, client_of: Callable[[], Any], site_id: int | None = None, worker_name: str = ""
+    ) -> None:
+        from discovery.services.alarm_events import EventStore
+
         super().__init__(name="bacnet-cov", daemon=True)
+        self.events = EventStore(site_id, worker_name)
         self.client_of = client_of
         self.site_id = site_id  # the worker's site: its LAN, its points
         self.stopped = threading.Event()
@@ -209,7 +217,10 @@ class CovKeeper(threading.Thread):
         renewer.start()
         while not self.stopped.wait(settings.BACNET_COV_FLUSH_S):
             client = self.client_of()
-            if client is not None and self._step(self.flush, client):
+            if client is None:
+                continue
+            self._step(self.events.flush, client)
+            if self._step(self.flush, client):
                 # A flag that arrived by COV is an alarm within a flush.
                 self._step(lambda _: sync_alarms(), client)
         renewer.join(timeout=5)
@@ -230,7 +241,12 @@ class CovKeeper(threading.Thread):
         try:
             return work(client)
         except (DatabaseError, InterfaceError) as exc:
-            log.warning("COV: database unreachable (%s); %s kept", exc, len(self.pending))
+            log.warning(
+                "COV keeper: database unreachable (%s); %s COV and %s event notifications kept",
+                exc,
+                len(self.pending),
+                len(self.events.pending),
+            )
         except Exception:  # the threads must outlive any one failure
             log.exception("COV keeper step failed")
         finally:

@@ -34,6 +34,7 @@ from bacpypes3.netservice import NetworkServiceAccessPoint, NetworkServiceElemen
 from bacpypes3.pdu import PDU, IPv4Address
 
 from .cov import CovReportingMixin
+from .events import EventServicesMixin
 from .objects import SimDeviceObject, make_point_object, point_identifier
 from .spec import PointSpec
 
@@ -181,9 +182,10 @@ class MalformedASAP(ApplicationServiceAccessPoint):
 # --------------------------------------------------------------------- applications
 
 
-class SimApplication(CovReportingMixin, Application):
+class SimApplication(CovReportingMixin, EventServicesMixin, Application):
     """A simulated device's application (Who-Is, ReadProperty, ReadPropertyMultiple,
-    SubscribeCOV with COV notifications).
+    SubscribeCOV with COV notifications; with ``--events`` intrinsic alarms and the
+    alarm services, see ``events``).
 
     Point objects are built on first use: a bacpypes3 object costs about a millisecond
     to construct, which made a 10,000-object device take over ten seconds to start."""

@@ -28,6 +28,7 @@ from typing import Any
 from bacpypes3.pdu import IPv4Address
 
 from . import apps
+from .events import add_event_objects
 from .objects import make_device_object
 from .plan import plan_site
 from .router import RoutedNetwork
@@ -37,6 +38,7 @@ from .spec import (
     MALFORMED,
     NO_RPM,
     NO_SEGMENTATION,
+    NORMAL,
     ROUTED,
     ROUTED_NETWORK,
     SILENT,
@@ -118,9 +120,12 @@ def build_device_app(dev: DeviceSpec, spec: SiteSpec | None = None) -> apps.SimA
     }
     if any(flaky.values()) and asap is apps.ApplicationServiceAccessPoint:
         asap = type("Flaky", (apps.FlakyASAP,), flaky)
-    return apps.build_application(
+    app = apps.build_application(
         _app_class_for(dev.role), make_device_object(dev), dev.points, asap
     )
+    if spec is not None and spec.events and dev.role == NORMAL:
+        add_event_objects(app)
+    return app
 
 
 def _wire_malformed(app: apps.SimApplication, link: Any) -> None:

@@ -82,6 +82,9 @@ class SiteSpec:
     # Every normal device also has three commandable outputs (analog, binary and
     # multi-state output 1), after its other objects.
     outputs: bool = False
+    # Every normal device also reports alarms intrinsically (a notification class, an
+    # out-of-range analog input, a change-of-state binary input: ``simulator.events``).
+    events: bool = False
 
     def validate(self) -> None:
         if self.mode not in (LOOPBACK, BRIDGE):

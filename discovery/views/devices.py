@@ -25,6 +25,7 @@ from discovery.models import (
     CovState,
     Keeping,
 )
+from discovery.services.commanding import can_command
 from discovery.services.cov import kept_as
 from discovery.sites import device_by_instance, scoped
 from discovery.units import unit_symbol
@@ -69,6 +70,7 @@ def device_detail(request: HttpRequest, instance: int) -> HttpResponse:
             "device": device,
             "properties": device_properties(device),
             "points": _device_points(device),
+            "can_command": can_command(request.user),
         },
     )
 

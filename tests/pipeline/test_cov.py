@@ -279,7 +279,12 @@ def test_it_raises_acknowledges_and_clears_an_alarm_that_arrives_by_cov() -> Non
             scaled(30),
             "an alarm raised by a COV notification",
         )
+        from django.contrib.auth.models import Permission
+
         operator = get_user_model().objects.create_user("operator")
+        # Acknowledging is a write: the commanding permission.
+        operator.user_permissions.add(Permission.objects.get(codename="command_point"))
+        operator = get_user_model().objects.get(pk=operator.pk)
         assert acknowledge(alarm, operator)
         wait_until(
             lambda: Alarm.objects.filter(pk=alarm.pk, cleared_at__isnull=False).exists(),

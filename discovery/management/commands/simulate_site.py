@@ -102,6 +102,12 @@ class Command(BaseCommand):
             action="store_true",
             help="normal devices also get commandable analog, binary and multi-state outputs",
         )
+        parser.add_argument(
+            "--events",
+            action="store_true",
+            help="normal devices also report alarms intrinsically (notification class 1, "
+            "out-of-range analog input 9001, change-of-state binary input 9002)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         spec = SiteSpec(
@@ -127,6 +133,7 @@ class Command(BaseCommand):
             ignore_rpm=options["ignore_rpm"],
             value_offset=options["value_offset"],
             outputs=options["outputs"],
+            events=options["events"],
         )
         try:
             spec.validate()
