@@ -51,6 +51,7 @@ from discovery.bacnet_types import (
 )
 from discovery.models import BACnetPoint, CovState, Keeping, KeepingRule, default_site_id
 from discovery.services.alarms import sync_alarms
+from discovery.services.cycle_writes import lock_points_in_order
 from discovery.services.storage import store_readings
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,12 @@ def record_outcomes(
         else:
             state = CovState.NO_ANSWER
         by_state[(state, outcome.error)].append(ids[outcome.target])
-    for (state, note), pks in by_state.items():
-        BACnetPoint.objects.filter(pk__in=pks).update(
-            cov_state=state, cov_note=note, cov_renewed_at=now
-        )
+    with transaction.atomic():
+        lock_points_in_order([pk for pks in by_state.values() for pk in pks])
+        for (state, note), pks in by_state.items():
+            BACnetPoint.objects.filter(pk__in=pks).update(
+                cov_state=state, cov_note=note, cov_renewed_at=now
+            )
 
 
 def forget_uncovered(site_id: int | None = None) -> int:
@@ -181,6 +184,9 @@ def store_notifications(notes: Iterable[CovNotification], site_id: int | None = 
     texts = {pk: words for pk, _, _, _, words in rows if words}
     stored = 0
     with transaction.atomic():
+        # Every step's points at once, in id order (the steps would lock them out of it).
+        noted = {key for bucket in buckets.values() for key in bucket}
+        lock_points_in_order([keys[key] for key in noted if key in keys])
         for step in sorted(buckets):
             at = datetime.fromtimestamp(step * _BUCKET_S, tz=UTC)
             results: dict[int, DeviceReadResult] = {}
@@ -208,6 +214,7 @@ class CovKeeper(threading.Thread):
         self.client_of = client_of
         self.site_id = site_id  # the worker's site: its LAN, its points
         self.stopped = threading.Event()
+        self.alarms_lock = threading.Lock()
         self.since = timezone.now()
         self.pending: list[CovNotification] = []
         self.lost = 0
@@ -219,10 +226,10 @@ class CovKeeper(threading.Thread):
             client = self.client_of()
             if client is None:
                 continue
-            self._step(self.events.flush, client)
+            self._step(self._flush_events, client)
             if self._step(self.flush, client):
                 # A flag that arrived by COV is an alarm within a flush.
-                self._step(lambda _: sync_alarms(), client)
+                self._step(self._sync_alarms, client)
         renewer.join(timeout=5)
         connection.close()
 
@@ -232,10 +239,20 @@ class CovKeeper(threading.Thread):
             client = self.client_of()
             if client is not None:
                 # Polled points' in-alarm flags are looked at on every round too.
-                self._step(lambda c: sync_alarms(), client)
+                self._step(self._sync_alarms, client)
                 self._step(lambda c: renew_subscriptions(c, self.since, self.site_id), client)
             self.stopped.wait(every)
         connection.close()
+
+    def _sync_alarms(self, _client: Any) -> None:
+        # Both threads write alarm rows (flags here, events in the flush thread): one at
+        # a time, or they fight over the same rows.
+        with self.alarms_lock:
+            sync_alarms()
+
+    def _flush_events(self, client: Any) -> Any:
+        with self.alarms_lock:
+            return self.events.flush(client)
 
     def _step(self, work: Callable[[Any], Any], client: Any) -> Any:
         try:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from discovery.models import Alarm, AlarmEvent, AlertDelivery, AlertRule, Site, StatusFlags
@@ -189,7 +190,9 @@ def test_it_tells_of_returns_to_normal_and_acknowledgements_only_when_asked(
     )
     raised_only = _rule(name="Raised only", email_recipients=["r@example.com"])
     alarm = _in_alarm(point)
-    acknowledge(alarm, UserFactory())
+    operator = UserFactory()  # acknowledging is a write: the command permission
+    operator.user_permissions.add(Permission.objects.get(codename="command_point"))
+    acknowledge(alarm, operator)
     point.last_status_flags = 0
     point.last_read_at = timezone.now()
     point.save(update_fields=["last_status_flags", "last_read_at"])
@@ -343,8 +346,12 @@ def test_an_alarm_from_a_simulated_device_reaches_the_webhook_from_the_default_w
         assert _valid_signature(received)
         assert received.json["point"]["id"] == point.pk
         assert received.json["event"] == "raised"
-        delivery = AlertDelivery.objects.get(alarm__point=point)
-        assert delivery.status == Status.DELIVERED
+        # Recorded once the receiver's answer is back (just after it got the request).
+        wait_until(
+            lambda: AlertDelivery.objects.get(alarm__point=point).status == Status.DELIVERED,
+            scaled(5),
+            "the notice recorded as delivered",
+        )
     finally:
         default.stop()
         bacnet.stop()
