@@ -103,12 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     for line in machine:
         print(line)
     print()
+    sizes = ("--full" if args.full else "default") + " sizes"
+    sizes += f", --rows {args.rows}" if args.rows else ""
     failed = 0
     sections: dict[str, str] = {}
     for name in args.parts or PARTS:
         module = __import__(f"bench.{name}", fromlist=["run"])
         run: Callable[[common.Options], common.PartResult] = module.run
-        common.log(f"part {name} ({'full' if args.full else 'default'} sizes)")
+        common.log(f"part {name} ({sizes})")
         started = time.monotonic()
         try:
             result = run(options)
@@ -122,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         result.elapsed_s = time.monotonic() - started
         stamp = (
             f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-            f"{'--full' if args.full else 'default'} sizes, load average after "
-            + " ".join(f"{x:.2f}" for x in os.getloadavg())
-            + "."
+            f"{sizes}, load average after " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + "."
         )
         result.notes.append(stamp)
         text = result.markdown()
