@@ -1,8 +1,10 @@
-"""``python -m bench [part ...] [--full] [--runs N]``: run the benchmarks.
+"""``python -m bench [part ...] [--full] [--runs N] [--rows N]``: run the benchmarks.
 
-Parts: ingest, partitions, deadband, rollups, pages, collection, largesite, discovery,
-bigdevice, memory (all by default). Each builds its own data (and simulated site) in the
-benchmark database, prints its table, and replaces its section of bench/RESULTS.md."""
+Parts: ingest, partitions, deadband, rollups, scale, pages, collection, largesite,
+discovery, bigdevice, memory (all by default). Each builds its own data (and simulated
+site) in the benchmark database, prints its table, and replaces its section of
+bench/RESULTS.md. ``--rows N``: the readings the scale part grows to (the issue's 100 M:
+``scale --rows 100000000``, about an hour and 40 GB of disk)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ PARTS = [
     "partitions",
     "deadband",
     "rollups",
+    "scale",
     "pages",
     "collection",
     "largesite",
@@ -72,6 +75,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("parts", nargs="*", help=f"any of {', '.join(PARTS)} (default: all)")
     parser.add_argument("--full", action="store_true", help="the issue's sizes (slow)")
     parser.add_argument("--runs", type=int, help="timed runs per measure (default per part)")
+    parser.add_argument("--rows", type=int, help="readings the scale part grows to")
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help="results file (default bench/RESULTS.md)"
     )
@@ -94,17 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     from bench import common
 
     call_command("migrate", verbosity=0, interactive=False)
-    options = common.Options(full=args.full, runs=args.runs)
+    options = common.Options(full=args.full, runs=args.runs, rows=args.rows)
     machine = common.machine_description()
     for line in machine:
         print(line)
     print()
+    sizes = ("--full" if args.full else "default") + " sizes"
+    sizes += f", --rows {args.rows}" if args.rows else ""
     failed = 0
     sections: dict[str, str] = {}
     for name in args.parts or PARTS:
         module = __import__(f"bench.{name}", fromlist=["run"])
         run: Callable[[common.Options], common.PartResult] = module.run
-        common.log(f"part {name} ({'full' if args.full else 'default'} sizes)")
+        common.log(f"part {name} ({sizes})")
         started = time.monotonic()
         try:
             result = run(options)
@@ -118,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         result.elapsed_s = time.monotonic() - started
         stamp = (
             f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-            f"{'--full' if args.full else 'default'} sizes, load average after "
-            + " ".join(f"{x:.2f}" for x in os.getloadavg())
-            + "."
+            f"{sizes}, load average after " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + "."
         )
         result.notes.append(stamp)
         text = result.markdown()

@@ -28,6 +28,7 @@ class Options:
 
     full: bool = False  # the sizes (10 M readings, 200 devices, 100 cycles)
     runs: int | None = None  # override each part's number of timed runs
+    rows: int | None = None  # readings to grow to (the scale part)
 
     def repeats(self, default: int) -> int:
         return max(1, self.runs if self.runs is not None else default)
