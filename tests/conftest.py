@@ -54,3 +54,14 @@ def _lab_only_when_asked(request: pytest.FixtureRequest) -> None:
 
     if request.node.get_closest_marker("lab") and not lab_requested():
         pytest.skip(LAB_SKIP_REASON)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files with the most slow tests first. `make test` hands whole files to its
+    parallel processes in this order: a long file started last would run on alone at
+    the end while the other processes sit idle."""
+    slow: dict[object, int] = {}
+    for item in items:
+        if item.get_closest_marker("slow"):
+            slow[item.path] = slow.get(item.path, 0) + 1
+    items.sort(key=lambda item: -slow.get(item.path, 0))  # stable: files stay whole

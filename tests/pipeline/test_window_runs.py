@@ -188,10 +188,11 @@ def test_the_database_worker_opens_every_window_on_time_without_drift(site):
     )
     # No drift: as many windows as periods between the first and the last.
     assert account.windows == (starts[-1] - starts[0]).total_seconds() / period + 1
-    # Each cycle started within its window, never "now + period" later.
+    # Each cycle started within its window's bound (a busy worker may start one late,
+    # never past the bound: that window would be a gap).
+    bound = timedelta(seconds=windows.late_bound_s(period))
     for cycle in completed_cycles():
-        if not (slow.started_at <= cycle.window_start <= slow.completed_at):
-            assert cycle.started_at - cycle.window_start < timedelta(seconds=scaled(1)), cycle.pk
+        assert cycle.started_at - cycle.window_start < bound, cycle.pk
 
 
 def test_it_skips_a_collection_message_that_comes_after_its_windows_bound(site, redis_url):
