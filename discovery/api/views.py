@@ -72,7 +72,8 @@ class DeviceViewSet(SiteScoped, viewsets.ReadOnlyModelViewSet):
 
     lookup_field = "device_instance"
     lookup_value_regex = r"[0-9]+"
-    queryset = BACnetDevice.objects.annotate(point_count=Count("points"))
+    # The site with each device: its slug is in every row (no query per device).
+    queryset = BACnetDevice.objects.select_related("site").annotate(point_count=Count("points"))
     serializer_class = serializers.DeviceSerializer
     pagination_class = CappedLimitOffsetPagination
     filterset_class = filters.DeviceFilter

@@ -294,3 +294,18 @@ def test_it_enforces_csrf_for_session_authenticated_posts(user):
 def test_it_refuses_writes_to_read_only_endpoints(api, point):
     assert_json_error(api.delete(f"/api/devices/{point.device.device_instance}/"), 405)
     assert_json_error(api.post("/api/readings/", {}, format="json"), 405)
+
+
+def test_it_lists_a_hundred_devices_in_a_bounded_number_of_queries(
+    django_assert_max_num_queries,
+):
+    """GIVEN 100 devices WHEN the API lists them THEN each row's site comes with it (no
+    query per device)."""
+    for instance in range(100):
+        DeviceFactory(device_instance=10_000 + instance)
+    client = APIClient()
+    client.force_authenticate(UserFactory())
+    with django_assert_max_num_queries(12):
+        response = client.get("/api/devices/", {"limit": 100})
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 100
