@@ -78,7 +78,9 @@ def test_it_releases_its_database_listener_when_the_browser_goes_away(
     stream.next_event("catch-up")
     assert listening_connections() == before + 1
     stream.close()
-    wait_until(lambda: listening_connections() == before, scaled(7), "the LISTEN connection closed")
+    # At most as many as before: an earlier test's stream may still have been closing
+    # then (a busy machine), and polling can miss the moment the count equals before.
+    wait_until(lambda: listening_connections() <= before, scaled(7), "the LISTEN connection closed")
 
 
 def test_it_asks_for_a_login_before_streaming(client):
