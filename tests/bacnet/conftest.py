@@ -51,14 +51,19 @@ def site() -> Iterator[SimulatedSite]:
         running.stop()
 
 
-@pytest.fixture(scope="session")
-def client(site: SimulatedSite) -> Iterator[BACnetClient]:
+def client_of(site: SimulatedSite) -> Iterator[BACnetClient]:
+    """A started client, registered with the site's BBMD; stopped at the end."""
     bacnet = BACnetClient(fast_config(bbmd_address=site.bbmd, bbmd_ttl=60))
     bacnet.start()
     try:
         yield bacnet
     finally:
         bacnet.stop()
+
+
+@pytest.fixture(scope="session")
+def client(site: SimulatedSite) -> Iterator[BACnetClient]:
+    yield from client_of(site)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from discovery.simulator.events import (
     NORMAL_VALUE,
     raw_event_notification,
 )
-from tests.bacnet.conftest import fast_config
+from tests.bacnet.conftest import client_of, fast_config
 from tests.site_fixtures import SimulatedSite, start_site
 from tests.timing import scaled
 
@@ -38,12 +38,7 @@ def site() -> Iterator[SimulatedSite]:
 
 @pytest.fixture(scope="module")
 def client(site: SimulatedSite) -> Iterator[BACnetClient]:
-    bacnet = BACnetClient(fast_config(bbmd_address=site.bbmd, bbmd_ttl=60))
-    bacnet.start()
-    try:
-        yield bacnet
-    finally:
-        bacnet.stop()
+    yield from client_of(site)
 
 
 def _set(client: BACnetClient, device: dict[str, Any], object_type: str, instance: int, value: Any):
