@@ -8,16 +8,19 @@ from discovery.events import TASK_CHANGED
 from tests.worker_fixtures import wait_until
 
 
-def listening_connections() -> int:
-    """Database sessions of the test database listening for job changes: one per open
-    event stream (a database worker listens on another channel)."""
+def listening_pids() -> set[int]:
+    """Server processes of the test database's sessions that listen for job changes:
+    one per open event stream (a database worker listens on another channel)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query = %s",
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
             [f'LISTEN "{TASK_CHANGED}"'],
         )
-        return cursor.fetchone()[0]
+        return {row[0] for row in cursor.fetchall()}
+
+
+def listening_connections() -> int:
+    return len(listening_pids())
 
 
 def wait_for_streams_closed(timeout_s: float = 30) -> None:

@@ -13,7 +13,7 @@ import pytest
 from discovery.jobs import request_job
 from tests.timing import scaled
 from tests.web.factories import UserFactory
-from tests.web.live import listening_connections
+from tests.web.live import listening_pids
 from tests.worker_fixtures import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -54,6 +54,9 @@ class Stream:
         raise AssertionError(f"no {name!r} event within {timeout_s} s")
 
     def close(self) -> None:
+        # The response holds the socket too: closing only the connection would leave
+        # it open, and the server would go on writing keep-alives to a live socket.
+        self.response.close()
         self.conn.close()
 
 
@@ -73,14 +76,16 @@ def test_it_streams_a_job_change_to_the_page(live_server, client, quick_keepaliv
 def test_it_releases_its_database_listener_when_the_browser_goes_away(
     live_server, client, quick_keepalive
 ):
-    before = listening_connections()
+    # An earlier test's stream may still be listening until its next keep-alive write
+    # fails (WSGI tells a server of a gone client no other way): follow our own session.
+    before = listening_pids()
     stream = Stream(live_server, client)
     stream.next_event("catch-up")
-    assert listening_connections() >= 1  # ours (an earlier stream may close meanwhile)
+    ours = listening_pids() - before
+    assert len(ours) == 1
     stream.close()
-    # At most as many as before: an earlier test's stream may still have been closing
-    # then (a busy machine), and polling can miss the moment the count equals before.
-    wait_until(lambda: listening_connections() <= before, scaled(7), "the LISTEN connection closed")
+    # The server notices at its next keep-alive (1 s here) and closes the session.
+    wait_until(lambda: not ours & listening_pids(), scaled(7), "the LISTEN connection closed")
 
 
 def test_it_asks_for_a_login_before_streaming(client):
