@@ -185,6 +185,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # `celery inspect ping` and Flower work), one keeps processed messages.
     for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    # kombu's own, with its bindings file made safe for processes starting together.
+    CELERY_BROKER_TRANSPORT = "bacnet_project.file_broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
