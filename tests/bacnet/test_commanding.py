@@ -13,7 +13,7 @@ import pytest
 
 from discovery.bacnet_client import BACnetClient
 from discovery.bacnet_types import BACnetError
-from tests.bacnet.conftest import fast_config
+from tests.bacnet.conftest import client_of
 from tests.site_fixtures import SimulatedSite, start_site
 
 
@@ -28,12 +28,7 @@ def command_site() -> Iterator[SimulatedSite]:
 
 @pytest.fixture(scope="module")
 def commander(command_site: SimulatedSite) -> Iterator[BACnetClient]:
-    bacnet = BACnetClient(fast_config(bbmd_address=command_site.bbmd, bbmd_ttl=60))
-    bacnet.start()
-    try:
-        yield bacnet
-    finally:
-        bacnet.stop()
+    yield from client_of(command_site)
 
 
 def _obj(device: dict[str, Any], object_type: str, instance: int = 1) -> dict[str, Any]:
