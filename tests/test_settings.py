@@ -13,12 +13,15 @@ PROBE = """
 import json, django
 from django.conf import settings
 django.setup()
+from bacnet_project.celery import app
 db = settings.DATABASES["default"]
+transport_cls = type(app.connection_for_write().transport)
 print(json.dumps({
     "engine": db["ENGINE"], "name": str(db["NAME"]), "options": db.get("OPTIONS", {}),
     "health": db.get("CONN_HEALTH_CHECKS"), "broker": settings.CELERY_BROKER_URL,
     "transport": getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}),
     "backend": settings.BACNET_BACKEND,
+    "transport_class": f"{transport_cls.__module__}.{transport_cls.__name__}",
 }))
 """
 
@@ -53,6 +56,8 @@ def test_it_defaults_to_sqlite_and_a_file_broker_in_the_data_folder(tmp_path):
     assert got["options"]["transaction_mode"] == "IMMEDIATE"
     assert got["options"]["timeout"] >= 5
     assert got["broker"] == "filesystem://"
+    # kombu's file transport with its bindings file locked (bacnet_project/file_broker.py)
+    assert got["transport_class"] == "bacnet_project.file_broker.Transport"
     for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
         assert Path(got["transport"][key]).is_dir(), key
     assert got["transport"]["data_folder_in"] == got["transport"]["data_folder_out"]
@@ -68,6 +73,7 @@ def test_it_switches_to_postgresql_with_database_url(tmp_path):
 def test_it_uses_redis_as_broker_with_redis_url(tmp_path):
     got = probe(tmp_path, REDIS_URL="redis://cache.example:6379/2")
     assert got["broker"] == "redis://cache.example:6379/2"
+    assert got["transport_class"] == "kombu.transport.redis.Transport"
     assert got["transport"]["visibility_timeout"] == 3600
 
 
